@@ -1,0 +1,3 @@
+from avkd.cli import main
+
+raise SystemExit(main())

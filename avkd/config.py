@@ -1,0 +1,383 @@
+"""The sweep file: one YAML describes one whole study.
+
+The schema is the dataclasses below (their defaults are the documented defaults). `load_sweep`
+validates a file against them before any work starts: an unknown key, a wrong type, an
+out-of-range value or a YAML syntax error raises `ConfigError` with one line naming the file
+and the key (e.g. `sweeps/x.yaml: grid.ks[2]: 1.5 is outside (0, 1]`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+from avkd.errors import ConfigError
+
+
+@dataclass
+class SynthSpec:
+    videos: int = 180
+    seed: int = 0
+
+
+@dataclass
+class DatasetConfig:
+    kind: Literal["synth", "msrvtt"] = "synth"
+    root: str = "data/synth"  # relative paths are relative to the repo root (the working directory)
+    synth: SynthSpec = field(default_factory=SynthSpec)  # used when kind == synth and root is missing
+    min_count: int = 2  # vocabulary: words seen fewer times in the training split become <unk>
+    max_caption_len: int = 20  # training captions are cut to this many words (+ <eos>)
+    max_videos: Optional[int] = None  # per split; for quick looks at a large dataset
+
+
+@dataclass
+class WeightsConfig:
+    require_pretrained: bool = False  # True: a missing checkpoint is an error, never random weights
+    inception: Optional[str] = None  # path to inception_v3_google-0cc3c7bd.pth (else looked for in the usual places)
+    cnn14: Optional[str] = None  # path to Cnn14_mAP=0.431.pth (else looked for in the usual places)
+    seed: int = 0  # seed of the random weights used when no checkpoint is found
+
+
+@dataclass
+class FeatureConfig:
+    image_size: int = 299  # frames are resized to image_size x image_size (paper: 299)
+    max_frames: Optional[int] = None  # cap on the teacher's frames per video (None = every frame, as the paper)
+    sample_rate: int = 32000
+    audio_pool: Literal["spectral", "avg", "max", "uniform"] = "spectral"  # SimPF method
+    weights: WeightsConfig = field(default_factory=WeightsConfig)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    batch_frames: int = 64  # frames per Inception-v3 forward
+    batch_audio: int = 8  # clips per Cnn14 forward
+    workers: int = 2  # decoding threads running ahead of the model
+    cache_dir: str = "cache/features"
+
+
+@dataclass
+class ModelConfig:
+    embed_dim: int = 256
+    hidden: int = 512  # GRU hidden size (paper: 2576)
+    layers: int = 2  # stacked GRU layers, residual connections between them
+    dropout: float = 0.3
+
+
+@dataclass
+class TrainingConfig:
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 5.0
+    patience: int = 5  # early stopping on the validation metric
+    val_metric: Literal["cider", "bleu_4"] = "cider"
+
+
+@dataclass
+class LossTerm:
+    name: str
+    weight: float = 1.0
+
+
+@dataclass
+class MLPConfig:
+    hidden: list[int] = field(default_factory=lambda: [1024, 1024])  # two hidden layers, as the paper
+    activation: Literal["relu", "gelu", "tanh"] = "relu"
+    dropout: float = 0.1
+
+
+@dataclass
+class DistillConfig:
+    mlp: MLPConfig = field(default_factory=MLPConfig)
+    # The student decoder starts from the trained teacher decoder: the student's MLP output lives in
+    # the teacher's latent space, so the teacher's decoder is the natural starting point.
+    init_from_teacher: bool = True
+    rep_epochs: int = 30  # stage 1 of `rep`: epochs of L_rep alone for the MLP
+    # Losses per student mode, as weighted terms (names are keys of avkd.training.losses.LOSSES).
+    losses: dict[str, list[LossTerm]] = field(
+        default_factory=lambda: {
+            "rep": [LossTerm("rep_l1", 1.0)],
+            "rep+ce": [LossTerm("ce", 1.0), LossTerm("rep_l1", 1.0)],
+        }
+    )
+
+
+@dataclass
+class DecodingConfig:
+    beam_size: int = 3
+    max_len: int = 20
+    length_penalty: float = 0.0
+
+
+@dataclass
+class EvaluationConfig:
+    spice_jars: Optional[str] = None  # folder with Stanford CoreNLP 3.6.0 jars; else $AVKD_SPICE_JARS; else no SPICE
+
+
+@dataclass
+class TimingConfig:
+    enabled: bool = True
+    videos: int = 100  # seeded random sample of test videos (paper: 100)
+    warmup: int = 2
+    threads: int = 2
+    seed: int = 0
+
+
+@dataclass
+class GridConfig:
+    ks: list[float] = field(default_factory=lambda: [0.2, 0.4, 0.6, 0.8])
+    losses: list[str] = field(default_factory=lambda: ["rep", "rep+ce"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    blind: bool = True  # also train the blind baseline (latent vectors replaced by zeros)
+    timing: TimingConfig = field(default_factory=TimingConfig)
+
+
+@dataclass
+class ResourcesConfig:
+    cpu: float = 1.0  # per trial
+    gpu: float = 0.0  # per trial, fractional allowed
+    max_concurrent_trials: int = 2
+    max_failures: int = 1  # retries of a crashed trial before it is marked FAILED
+
+
+@dataclass
+class TuneSpace:
+    mlp_hidden: list[int] = field(default_factory=lambda: [256, 512, 1024])
+    mlp_dropout: list[float] = field(default_factory=lambda: [0.0, 0.5])  # [low, high]
+    decoder_dropout: list[float] = field(default_factory=lambda: [0.0, 0.5])  # [low, high]
+    rep_weight: list[float] = field(default_factory=lambda: [0.1, 10.0])  # [low, high], log scale
+
+
+@dataclass
+class TuneConfig:
+    num_samples: int = 8  # Optuna trials per (k, loss) cell
+    metric: Literal["cider", "bleu_4"] = "cider"  # a validation metric: the test split is never used to tune
+    seed: int = 0
+    asha: bool = False  # early-stop bad trials with ASHA
+    space: TuneSpace = field(default_factory=TuneSpace)
+
+
+@dataclass
+class TrackingConfig:
+    uri: Optional[str] = None  # default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db at the repo root
+    experiment: Optional[str] = None  # default: the sweep name
+
+
+@dataclass
+class SweepConfig:
+    name: str
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    decoding: DecodingConfig = field(default_factory=DecodingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    tune: Optional[TuneConfig] = None
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    runs_dir: str = "runs"  # Ray trial folders and per-trial artifacts
+
+    # ---- derived views -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """Flattened resolved config (`model.hidden` -> 512), for MLflow params."""
+        return flatten(self.to_dict())
+
+
+# ---- validation ------------------------------------------------------------------------------
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def config_hash(d: dict[str, Any]) -> str:
+    """Stable short hash of a (sub-)config: the identity of a trial for resume/idempotence."""
+    blob = json.dumps(d, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return f"mapping to {_type_name(typing.get_args(tp)[1])}"
+    if dataclasses.is_dataclass(tp):
+        return "mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    """Check `value` against the annotation `tp` and build dataclasses; raise ConfigError naming `where`."""
+    origin = typing.get_origin(tp)
+    bad = ConfigError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}"[:300])
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            return _convert(value, arg, where)
+        raise bad
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{where}: {value!r} is not one of {_type_name(tp)}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise bad
+        (elem,) = typing.get_args(tp)
+        return [_convert(v, elem, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad
+        _, elem = typing.get_args(tp)
+        return {str(k): _convert(v, elem, f"{where}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise bad
+        return _build(tp, value, where)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad
+        return value
+    raise bad
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    prefix = f"{where}." if where else ""
+    for key in data:
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"{prefix}{key}: unknown key (known keys here: {known})")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _convert(data[name], hints[name], f"{prefix}{name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{prefix}{name}: required key is missing")
+    return cls(**kwargs)
+
+
+def _check_ranges(cfg: SweepConfig) -> None:
+    def need(cond: bool, key: str, msg: str) -> None:
+        if not cond:
+            raise ConfigError(f"{key}: {msg}")
+
+    need(bool(cfg.name.strip()) and "/" not in cfg.name, "name", f"{cfg.name!r} must be a non-empty name without '/'")
+    need(cfg.dataset.synth.videos >= 10, "dataset.synth.videos", "must be >= 10 (train/validate/test splits)")
+    need(cfg.dataset.min_count >= 1, "dataset.min_count", "must be >= 1")
+    need(cfg.dataset.max_caption_len >= 2, "dataset.max_caption_len", "must be >= 2")
+    need(cfg.dataset.max_videos is None or cfg.dataset.max_videos >= 1, "dataset.max_videos", "must be >= 1")
+    need(75 <= cfg.features.image_size <= 1024, "features.image_size", "must be in [75, 1024] (Inception-v3 needs >= 75)")
+    need(cfg.features.max_frames is None or cfg.features.max_frames >= 1, "features.max_frames", "must be >= 1")
+    need(cfg.features.sample_rate == 32000, "features.sample_rate", "PANNs Cnn14 is trained at 32000 Hz")
+    for key in ("batch_frames", "batch_audio", "workers"):
+        need(getattr(cfg.features, key) >= 1, f"features.{key}", "must be >= 1")
+    need(cfg.features.device == "auto" or cfg.features.device == "cpu" or cfg.features.device.startswith("cuda"),
+         "features.device", f"{cfg.features.device!r} is not auto, cpu, cuda or cuda:N")
+    for key in ("embed_dim", "hidden", "layers"):
+        need(getattr(cfg.model, key) >= 1, f"model.{key}", "must be >= 1")
+    need(0.0 <= cfg.model.dropout < 1.0, "model.dropout", "must be in [0, 1)")
+    need(cfg.training.epochs >= 1, "training.epochs", "must be >= 1")
+    need(cfg.training.batch_size >= 1, "training.batch_size", "must be >= 1")
+    need(cfg.training.lr > 0, "training.lr", "must be > 0")
+    need(cfg.training.patience >= 1, "training.patience", "must be >= 1")
+    need(len(cfg.distill.mlp.hidden) == 2 and all(h >= 1 for h in cfg.distill.mlp.hidden),
+         "distill.mlp.hidden", "must be two positive layer sizes (the paper's MLP has two hidden layers)")
+    need(0.0 <= cfg.distill.mlp.dropout < 1.0, "distill.mlp.dropout", "must be in [0, 1)")
+    need(cfg.distill.rep_epochs >= 1, "distill.rep_epochs", "must be >= 1")
+    for mode, terms in cfg.distill.losses.items():
+        need(bool(terms), f"distill.losses.{mode}", "needs at least one loss term")
+        for i, t in enumerate(terms):
+            need(t.weight >= 0, f"distill.losses.{mode}[{i}].weight", "must be >= 0")
+    need(cfg.decoding.beam_size >= 1, "decoding.beam_size", "must be >= 1")
+    need(cfg.decoding.max_len >= 1, "decoding.max_len", "must be >= 1")
+    need(bool(cfg.grid.ks) or bool(cfg.grid.seeds), "grid", "empty grid")
+    need(bool(cfg.grid.seeds), "grid.seeds", "empty: at least one seed is needed")
+    for i, k in enumerate(cfg.grid.ks):
+        need(0.0 < k <= 1.0, f"grid.ks[{i}]", f"{k} is outside (0, 1]")
+    need(len(set(cfg.grid.ks)) == len(cfg.grid.ks), "grid.ks", "has duplicates")
+    need(not cfg.grid.ks or bool(cfg.grid.losses), "grid.losses", "empty: students need at least one loss")
+    for i, loss in enumerate(cfg.grid.losses):
+        need(loss in cfg.distill.losses, f"grid.losses[{i}]",
+             f"{loss!r} has no entry in distill.losses (known: {', '.join(cfg.distill.losses)})")
+    need(cfg.grid.timing.videos >= 1, "grid.timing.videos", "must be >= 1")
+    need(cfg.grid.timing.threads >= 1, "grid.timing.threads", "must be >= 1")
+    need(cfg.resources.cpu > 0, "resources.cpu", "must be > 0")
+    need(cfg.resources.gpu >= 0, "resources.gpu", "must be >= 0")
+    need(cfg.resources.max_concurrent_trials >= 1, "resources.max_concurrent_trials", "must be >= 1")
+    need(cfg.resources.max_failures >= 0, "resources.max_failures", "must be >= 0")
+    if cfg.tune is not None:
+        sp = cfg.tune.space
+        need(cfg.tune.num_samples >= 1, "tune.num_samples", "must be >= 1")
+        need(bool(sp.mlp_hidden) and all(h >= 1 for h in sp.mlp_hidden), "tune.space.mlp_hidden", "must be positive sizes")
+        for key in ("mlp_dropout", "decoder_dropout"):
+            lo_hi = getattr(sp, key)
+            need(len(lo_hi) == 2 and 0 <= lo_hi[0] <= lo_hi[1] < 1, f"tune.space.{key}", "must be [low, high] in [0, 1)")
+        need(len(sp.rep_weight) == 2 and 0 < sp.rep_weight[0] <= sp.rep_weight[1], "tune.space.rep_weight",
+             "must be [low, high] with 0 < low <= high")
+
+
+def parse_sweep(data: Any, source: str = "<dict>") -> SweepConfig:
+    """Validate an already-parsed mapping (used by tests and by `load_sweep`)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
+    try:
+        cfg = _build(SweepConfig, data, "")
+        _check_ranges(cfg)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    return cfg
+
+
+def load_sweep(path: str | Path) -> SweepConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such sweep file")
+    try:
+        # safe_load: plain data only, never Python object construction.
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}:{where}: YAML syntax error: {problem}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    return parse_sweep(data, str(path))
