@@ -1,0 +1,187 @@
+"""One trial (teacher, blind baseline, student or tuning trial), as run inside a Ray worker.
+
+The driver hands every trial the same read-only context (absolute paths: Ray changes the working
+directory of trials) plus the trial's own spec. A trial reads its latent vectors and captions from
+files the driver wrote, trains, evaluates, and logs one nested MLflow run. The MLflow run is
+always closed in `finally` (inside RunLogger), so one failed trial cannot break the sweep.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from avkd.config import SweepConfig, parse_sweep
+from trackers import schema
+
+
+def trial_name(spec: dict[str, Any]) -> str:
+    if spec["role"] in ("teacher", "blind"):
+        return f"{spec['role']}-s{spec['seed']}"
+    return f"{spec['role']}-k{spec['k']:g}-{spec['loss']}-s{spec['seed']}"
+
+
+def apply_overrides(cfg: SweepConfig, overrides: dict[str, Any]) -> SweepConfig:
+    """Tuning overrides (Optuna's suggestions) -> a re-validated config."""
+    if not overrides:
+        return cfg
+    d = cfg.to_dict()
+    if "mlp_h1" in overrides:
+        d["distill"]["mlp"]["hidden"] = [int(overrides["mlp_h1"]), int(overrides["mlp_h2"])]
+    if "mlp_dropout" in overrides:
+        d["distill"]["mlp"]["dropout"] = float(overrides["mlp_dropout"])
+    if "decoder_dropout" in overrides:
+        d["model"]["dropout"] = float(overrides["decoder_dropout"])
+    if "rep_weight" in overrides:
+        for terms in d["distill"]["losses"].values():
+            for term in terms:
+                if term["name"].startswith("rep"):
+                    term["weight"] = float(overrides["rep_weight"])
+    return parse_sweep(d, "tuning overrides")
+
+
+def load_trial_inputs(ctx: dict[str, Any], spec: dict[str, Any]):
+    """Build TrialInputs from the files the driver wrote (captions JSON + one latent table per k)."""
+    import json
+
+    from avkd.data.vocab import Vocabulary
+    from avkd.features.extract import LatentTable
+    from avkd.training.train import Split, TrialInputs
+
+    meta = json.loads(Path(ctx["inputs_file"]).read_text())
+    vocab = Vocabulary(meta["vocab"])
+    splits: dict[str, list[str]] = meta["splits"]  # only videos with features in every variant
+
+    def variant(k: float, blind: bool = False) -> dict[str, Split]:
+        table = LatentTable.load(ctx["latents"][f"{k:g}"])
+        row = {vid: i for i, vid in enumerate(table.video_ids)}
+        out = {}
+        for split, vids in splits.items():
+            idx = [row[v] for v in vids]
+            audio, visual = table.audio[idx], table.visual[idx]
+            if blind:  # the blind baseline: same decoder, latent vectors replaced by zeros
+                audio, visual = np.zeros_like(audio), np.zeros_like(visual)
+            out[split] = Split(video_ids=list(vids), audio=audio, visual=visual)
+        return out
+
+    teacher = variant(1.0)
+    if spec["role"] in ("teacher", "blind"):
+        features, teacher_features = variant(1.0, blind=spec["role"] == "blind"), None
+    else:
+        features, teacher_features = variant(spec["k"]), teacher
+    return TrialInputs(
+        vocab=vocab,
+        captions={v: m["tokens"] for v, m in meta["videos"].items()},
+        references={v: m["captions"] for v, m in meta["videos"].items()},
+        features=features,
+        teacher_features=teacher_features,
+    )
+
+
+def _inject_fault(spec: dict[str, Any], where: str) -> None:
+    """Fault injection for the reliability suite: AVKD_FAULT="crash:<trial name>[:<attempts>]".
+
+    Only active when the variable is set; `attempts` limits how many attempts crash (retry tests),
+    counted with marker files in AVKD_FAULT_DIR.
+    """
+    fault = os.environ.get("AVKD_FAULT", "")
+    if not fault:
+        return
+    kind, _, rest = fault.partition(":")
+    name, _, attempts = rest.partition(":")
+    if name != trial_name(spec) or kind != where:
+        return
+    if attempts:
+        marks = Path(os.environ.get("AVKD_FAULT_DIR", "/tmp")) / f"avkd-fault-{name}"
+        n = int(marks.read_text()) if marks.exists() else 0
+        if n >= int(attempts):
+            return
+        marks.write_text(str(n + 1))
+    raise RuntimeError(f"injected fault ({fault})")
+
+
+def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
+    """The Ray Tune function trainable. `config["trial"]` is the spec; tuning adds override keys."""
+    import torch
+
+    from avkd.training.train import run_student, run_teacher
+    from trackers.mlflow_tracker import RunLogger
+
+    spec = dict(config["trial"])
+    # Tuning: Optuna's suggestions arrive as top-level keys; a re-run of the best carries them in the spec.
+    overrides = {**spec.get("overrides", {}), **{k: v for k, v in config.items() if k != "trial"}}
+    cfg = apply_overrides(parse_sweep(ctx["config"], ctx["sweep_file"]), overrides)
+    torch.set_num_threads(max(1, int(ctx["cpus_per_trial"])))
+
+    out_dir = Path(ctx["trials_dir"]) / spec["config_hash"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tags = {
+        schema.ROLE: spec["role"],
+        schema.K: f"{spec['k']:g}",
+        schema.LOSS: spec["loss"],
+        schema.SEED: str(spec["seed"]),
+        schema.CONFIG_HASH: spec["config_hash"],
+        schema.SWEEP: ctx["sweep_name"],
+        schema.WEIGHTS: ctx["weights"],
+        schema.DATASET_FINGERPRINT: ctx["dataset_fingerprint"],
+        schema.GIT_COMMIT: ctx["git_commit"],
+        schema.RUN_NAME: trial_name(spec),
+    }
+    if spec.get("tuned"):
+        tags["avkd.tuned"] = "true"
+    reporting_to_tune = spec["role"] == "tune"
+    started = time.time()
+    with RunLogger(ctx["tracking_uri"], ctx["experiment_id"], trial_name(spec), tags,
+                   params={**cfg.flat(), **{f"tune.{k}": v for k, v in overrides.items()}},
+                   parent_run_id=ctx["parent_run_id"]) as run:
+        resolved = {"trial": spec, "overrides": overrides, "config": cfg.to_dict()}
+        run.log_text(yaml.safe_dump(resolved, sort_keys=False), schema.ARTIFACT_CONFIG)
+        errors = ctx["extraction_errors"].get(f"{spec['k']:g}", [])
+        run.log_dict({"errors": errors}, schema.ARTIFACT_EXTRACTION_ERRORS)
+        _inject_fault(spec, "crash")
+
+        val_key = f"{schema.VAL_PREFIX}{cfg.training.val_metric}"
+        best_so_far = [float("-inf")]
+
+        def log(metrics: dict[str, float], step: int) -> None:
+            nan = sorted(k for k, v in metrics.items() if isinstance(v, float) and math.isnan(v))
+            if nan:
+                raise FloatingPointError(f"{trial_name(spec)}: NaN in {', '.join(nan)} at epoch {step}")
+            run.log_metrics(metrics, step=step)
+            if reporting_to_tune and val_key in metrics:
+                # Per-epoch results let ASHA stop bad tuning trials early; Optuna reads val_best.
+                from ray import tune
+
+                best_so_far[0] = max(best_so_far[0], metrics[val_key])
+                tune.report({"val_best": best_so_far[0], "epoch": step})
+
+        inputs = load_trial_inputs(ctx, spec)
+        if spec["role"] in ("teacher", "blind"):
+            result = run_teacher(cfg, inputs, seed=spec["seed"], out_dir=out_dir, log=log,
+                                 blind=spec["role"] == "blind")
+        else:
+            teacher_ckpt = Path(ctx["trials_dir"]) / spec["teacher_hash"] / "best.pt"
+            result = run_student(cfg, inputs, mode=spec["loss"], teacher_checkpoint=teacher_ckpt,
+                                 seed=spec["seed"], out_dir=out_dir, log=log,
+                                 evaluate_test=spec["role"] != "tune")
+        final = {f"val/best_{cfg.training.val_metric}": result.val_best, "trial_time_s": time.time() - started}
+        if result.test_metrics:
+            final.update({f"{schema.TEST_PREFIX}{k}": v for k, v in result.test_metrics.items()})
+            final["test/decode_s"] = result.decode_s
+            run.set_tags({schema.SCORE_METRICS: ",".join(result.score_metrics)})
+            run.log_artifact(result.captions_path)
+            run.log_artifact(result.per_video_path)
+        run.log_metrics(final)
+        run.log_artifact(result.checkpoint, "checkpoint")
+        run_id = run.run_id
+    from ray import tune
+
+    report = {"val_best": result.val_best, "run_id": run_id, "best_epoch": result.best_epoch,
+              "test_score": result.test_metrics.get("score", float("nan")) if result.test_metrics else float("nan")}
+    tune.report(report)
+    return report

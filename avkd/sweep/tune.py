@@ -1,0 +1,71 @@
+"""Optuna tuning of the distillation MLP and dropout (sweeps/tune.yaml), one search per (k, loss) cell.
+
+Ray Tune cannot mix `grid_search` with a search algorithm in one Tuner, so each cell is its own
+Tuner with a seeded TPE `OptunaSearch`. It optimises a *validation* metric only (tuning trials never
+decode the test split). Studies persist in runs/<sweep>/optuna.db: a rerun continues a study up to
+`num_samples` finished trials instead of starting again. The best configuration of each cell is then
+re-trained for every seed as an ordinary student trial (tag avkd.tuned=true) and evaluated on test.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from avkd.config import SweepConfig, config_hash
+
+
+def _space(cfg: SweepConfig) -> dict:
+    from ray import tune
+
+    sp = cfg.tune.space
+    return {
+        "mlp_h1": tune.choice(sp.mlp_hidden),
+        "mlp_h2": tune.choice(sp.mlp_hidden),
+        "mlp_dropout": tune.uniform(*sp.mlp_dropout),
+        "decoder_dropout": tune.uniform(*sp.decoder_dropout),
+        "rep_weight": tune.loguniform(*sp.rep_weight),
+    }
+
+
+def run_tuning(cfg: SweepConfig, specs: list[dict], ctx: dict, done: dict, outcome, run_phase, console) -> None:
+    import optuna
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage_url = f"sqlite:///{Path(ctx['trials_dir']).parent / 'optuna.db'}"
+    cells: dict[tuple[float, str], list[dict]] = defaultdict(list)
+    for s in specs:
+        cells[(s["k"], s["loss"])].append(s)
+    finals = []
+    for (k, loss), cell in sorted(cells.items()):
+        base = cell[0]  # tune on the first seed; the best configuration is re-run for every seed
+        study_name = f"{cfg.name}-k{k:g}-{loss}-{config_hash({'spec': base['config_hash'], 'tune': cfg.to_dict()['tune']})}"
+        storage = optuna.storages.RDBStorage(storage_url)
+        study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize", load_if_exists=True)
+        finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+        remaining = cfg.tune.num_samples - len(finished)
+        if remaining > 0:
+            search = OptunaSearch(metric="val_best", mode="max", seed=cfg.tune.seed + len(finished),
+                                  study_name=study_name, storage=storage)
+            scheduler = (ASHAScheduler(time_attr="epoch", max_t=cfg.training.epochs, grace_period=2)
+                         if cfg.tune.asha else None)
+            tune_spec = {**base, "role": "tune", "config_hash": f"tune-{study_name}"}
+            run_phase(f"tune k={k:g} {loss}", [tune_spec], ctx, cfg, done, outcome,
+                      search={"space": _space(cfg), "search_alg": search, "scheduler": scheduler,
+                              "num_samples": remaining})
+            study = optuna.load_study(study_name=study_name, storage=storage)
+        else:
+            console.print(f">> tune k={k:g} {loss}: study already has {len(finished)} finished trials (continuing it is not needed)")
+        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if not complete:
+            for s in cell:
+                outcome.not_run[f"student-k{k:g}-{loss}-s{s['seed']}"] = "no tuning trial completed"
+            continue
+        best = study.best_trial.params
+        console.print(f"   best of k={k:g} {loss}: val {study.best_value:.4f} with "
+                      + ", ".join(f"{n}={v:.3g}" if isinstance(v, float) else f"{n}={v}" for n, v in best.items()))
+        for s in cell:
+            finals.append({**s, "tuned": True, "overrides": best,
+                           "config_hash": config_hash({"spec": s["config_hash"], "overrides": best})})
+    run_phase("tuned students", finals, ctx, cfg, done, outcome)

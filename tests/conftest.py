@@ -1,0 +1,26 @@
+"""Shared fixtures. Everything a test writes goes under pytest's tmp_path (the system temp dir)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Tests run on 2 cores next to other work: keep BLAS/torch thread pools small and predictable.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """A 12-clip synthetic corpus in MSR-VTT layout (real MP4 files), generated once per session."""
+    from avkd.data.synth import generate
+
+    return generate(tmp_path_factory.mktemp("corpus") / "synth", videos=12, seed=0)
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO
