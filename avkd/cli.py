@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("sweep", help="run a sweep file end to end (features, trials, tables, report)")
     w.add_argument("sweep", help="sweep YAML file, e.g. sweeps/demo.yaml")
     w.add_argument("--no-report", action="store_true", help="skip building the HTML report at the end")
+    w.add_argument("--report-out", default="reports/out", help="report folder (default: reports/out)")
     w.set_defaults(handler=_handler("avkd.sweep.driver:cmd_sweep"))
     return p
 

@@ -129,7 +129,8 @@ def _weights_tag(tables: dict) -> str:
     return "pretrained" if w.get("inception") == "pretrained" and w.get("cnn14") == "pretrained" else "random"
 
 
-def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True) -> SweepOutcome:
+def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
+              report_out: str = "reports/out") -> SweepOutcome:
     from avkd.features.extract import extract_variants
     from trackers import mlflow_tracker as mt
 
@@ -212,7 +213,7 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True) -> S
             try:
                 from reports.build import build_report as _build
 
-                out = _build(uri, sweep_run_id=parent.run_id, out=str(REPO / "reports" / "out"))
+                out = _build(uri, sweep_run_id=parent.run_id, out=str(_abs(report_out)))
                 console.print(f"[bold]>> report[/]: {out}")
             except AvkdError as err:
                 console.print(f"[red]report not built: {err}[/]")
@@ -353,7 +354,7 @@ def _print_summary(outcome: SweepOutcome, seconds: float) -> None:
 def cmd_sweep(args) -> int:
     cfg = load_sweep(args.sweep)
     try:
-        outcome = run_sweep(cfg, args.sweep, build_report=not args.no_report)
+        outcome = run_sweep(cfg, args.sweep, build_report=not args.no_report, report_out=args.report_out)
     except AvkdError:
         raise
     except Exception:
