@@ -1,0 +1,208 @@
+"""MSR-VTT loader: the two official annotation files + one <video_id>.mp4 per video.
+
+Layout of ROOT:
+  train_val_videodatainfo.json, test_videodatainfo.json   {"info", "videos": [...], "sentences": [...]}
+  videos/ or TrainValVideo/ + TestVideo/                   <video_id>.mp4
+
+Unusable annotations (malformed JSON, a missing file or key, wrong types, a video id that would
+escape the folder) raise DataError with one line naming the file and key. Problems with single
+videos (unknown split, duplicate id, caption without video, video without captions, missing .mp4)
+become `DataIssue`s, are logged as warnings, and keep that video out of its split.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from avkd.data.vocab import Vocabulary, tokenize_caption
+from avkd.errors import DataError
+
+log = logging.getLogger(__name__)
+
+ANNOTATION_FILES = ("train_val_videodatainfo.json", "test_videodatainfo.json")
+VIDEO_FOLDERS = ("videos", "TrainValVideo", "TestVideo")  # searched in this order for each video
+SPLITS = ("train", "validate", "test")
+_WARNINGS_PER_KIND = 20  # beyond this, one summary line per kind instead of one line per video
+
+
+@dataclass
+class Video:
+    video_id: str
+    split: str
+    path: Path | None  # None: no <video_id>.mp4 was found
+    captions: list[str]
+    tokens: list[list[str]]  # tokenize_caption of each caption
+
+    @property
+    def usable(self) -> bool:
+        return self.split in SPLITS and self.path is not None and bool(self.captions)
+
+
+@dataclass
+class DataIssue:
+    # unknown_split | duplicate_video | caption_without_video | video_without_captions | missing_video_file
+    # | empty_caption
+    kind: str
+    video_id: str | None
+    file: str
+    message: str
+
+
+@dataclass
+class Dataset:
+    root: Path
+    videos: dict[str, Video]  # every declared video, usable or not
+    issues: list[DataIssue] = field(default_factory=list)
+
+    def split(self, name: str) -> list[Video]:
+        """The usable videos of a split (file found, at least one caption), in natural id order."""
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r} (known: {', '.join(SPLITS)})")
+        return sorted((v for v in self.videos.values() if v.split == name and v.usable),
+                      key=lambda v: _natural_key(v.video_id))
+
+    def fingerprint(self) -> str:
+        """Short stable hash of the annotation files and each usable video file's (name, size, mtime)."""
+        h = hashlib.sha256()
+        for name in ANNOTATION_FILES:
+            h.update(name.encode() + b"\0" + (self.root / name).read_bytes() + b"\0")
+        for split in SPLITS:
+            for v in self.split(split):
+                st = v.path.stat()
+                h.update(f"{split}/{v.video_id}/{v.path.name}/{st.st_size}/{st.st_mtime_ns}\n".encode())
+        return h.hexdigest()[:16]
+
+    def build_vocab(self, min_count: int) -> Vocabulary:
+        """Vocabulary of the train split's captions only (the test split must not leak into it)."""
+        return Vocabulary.build((t for v in self.split("train") for t in v.tokens), min_count=min_count)
+
+
+def _natural_key(video_id: str) -> tuple:
+    """'video9' < 'video10': digits compare as numbers."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", video_id))
+
+
+def _check_video_id(video_id: str, where: str) -> None:
+    """Ids become file names: reject anything that could point outside the video folder."""
+    if (not video_id or video_id in (".", "..") or "/" in video_id or "\\" in video_id or ".." in video_id
+            or "\0" in video_id or Path(video_id).is_absolute() or re.match(r"^[A-Za-z]:", video_id)):
+        raise DataError(f"{where}: video_id {video_id!r} is not a plain file name (it could escape the data folder)")
+
+
+def _read_annotations(path: Path) -> tuple[list[dict], list[dict]]:
+    """The validated `videos` and `sentences` lists of one annotation file."""
+    if not path.is_file():
+        raise DataError(f"{path}: annotation file not found (an MSR-VTT root holds {' and '.join(ANNOTATION_FILES)})")
+    try:
+        data = json.loads(path.read_bytes())
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read ({err.strerror})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: the top level must be an object with 'videos' and 'sentences', "
+                        f"got {type(data).__name__}")
+    lists = []
+    for key, fields in (("videos", ("video_id", "split")), ("sentences", ("video_id", "caption"))):
+        if key not in data:
+            raise DataError(f"{path}: missing key '{key}'")
+        entries = data[key]
+        if not isinstance(entries, list):
+            raise DataError(f"{path}: '{key}' must be a list, got {type(entries).__name__}")
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                raise DataError(f"{path}: {key}[{i}] must be an object, got {type(entry).__name__}")
+            for name in fields:
+                if name not in entry:
+                    raise DataError(f"{path}: {key}[{i}]: missing key '{name}'")
+                if not isinstance(entry[name], str):
+                    raise DataError(f"{path}: {key}[{i}].{name} must be a string, got {type(entry[name]).__name__} "
+                                    f"{entry[name]!r}"[:300])
+            _check_video_id(entry["video_id"], f"{path}: {key}[{i}]")
+        lists.append(entries)
+    return lists[0], lists[1]
+
+
+def _video_files(root: Path) -> dict[str, Path]:
+    """<video_id> -> path of <video_id>.mp4, from the first folder of VIDEO_FOLDERS that has it."""
+    found: dict[str, Path] = {}
+    for folder in VIDEO_FOLDERS:
+        if (root / folder).is_dir():
+            for entry in sorted((root / folder).iterdir()):
+                if entry.suffix == ".mp4" and entry.stem not in found and entry.is_file():
+                    found[entry.stem] = entry
+    return found
+
+
+def load_msrvtt(root: str | Path, max_videos: int | None = None) -> Dataset:
+    """Read ROOT's annotations and find the video files; `max_videos` keeps the first N usable videos per split."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such dataset folder")
+    issues: list[DataIssue] = []
+    videos: dict[str, Video] = {}
+    declared_in: dict[str, str] = {}
+    captions: dict[str, list[str]] = {}
+    files = _video_files(root)
+    searched = [f for f in VIDEO_FOLDERS if (root / f).is_dir()] or list(VIDEO_FOLDERS)
+    annotations = {root / name: _read_annotations(root / name) for name in ANNOTATION_FILES}
+    for path, (entries, _) in annotations.items():
+        for entry in entries:
+            vid, split = entry["video_id"], entry["split"]
+            if vid in videos:
+                issues.append(DataIssue("duplicate_video", vid, str(path), f"{vid} is declared again "
+                                        f"(first in {declared_in[vid]}); the first entry is kept"))
+                continue
+            declared_in[vid] = str(path)
+            videos[vid] = Video(vid, split, files.get(vid), [], [])
+            if split not in SPLITS:
+                issues.append(DataIssue("unknown_split", vid, str(path),
+                                        f"{vid} has split {split!r} (known: {', '.join(SPLITS)}); excluded"))
+    for path, (_, sentences) in annotations.items():
+        orphans: dict[str, int] = {}
+        for i, sentence in enumerate(sentences):
+            vid = sentence["video_id"]
+            if vid not in videos:
+                orphans[vid] = orphans.get(vid, 0) + 1
+            elif not tokenize_caption(sentence["caption"]):
+                issues.append(DataIssue("empty_caption", vid, str(path),
+                                        f"sentences[{i}] of {vid} has no words ({sentence['caption']!r}); dropped"))
+            else:
+                captions.setdefault(vid, []).append(sentence["caption"])
+        for vid, n in orphans.items():
+            issues.append(DataIssue("caption_without_video", vid, str(path),
+                                    f"{n} caption(s) for {vid}, which is in no 'videos' list; ignored"))
+    for vid, video in videos.items():
+        video.captions = captions.get(vid, [])
+        video.tokens = [tokenize_caption(c) for c in video.captions]
+        if not video.captions:
+            issues.append(DataIssue("video_without_captions", vid, declared_in[vid],
+                                    f"{vid} has no captions; excluded"))
+        if video.path is None:
+            expected = root / searched[0] / f"{vid}.mp4"
+            issues.append(DataIssue("missing_video_file", vid, str(expected),
+                                    f"{vid}.mp4 not found in {', '.join(searched)} under {root}; excluded"))
+    dataset = Dataset(root, videos, issues)
+    if max_videos is not None:
+        keep = {v.video_id for split in SPLITS for v in dataset.split(split)[:max_videos]}
+        dataset.videos = {vid: v for vid, v in videos.items() if vid in keep}
+    _log_issues(issues, root)
+    return dataset
+
+
+def _log_issues(issues: list[DataIssue], root: Path) -> None:
+    shown: dict[str, int] = {}
+    for issue in issues:
+        shown[issue.kind] = shown.get(issue.kind, 0) + 1
+        if shown[issue.kind] <= _WARNINGS_PER_KIND:
+            log.warning("%s: %s: %s", issue.file, issue.kind, issue.message)
+    for kind, n in shown.items():
+        if n > _WARNINGS_PER_KIND:
+            log.warning("%s: ... and %d more %s issues (see Dataset.issues or `python -m avkd data check`)",
+                        root, n - _WARNINGS_PER_KIND, kind)
