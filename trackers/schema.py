@@ -16,6 +16,8 @@ WEIGHTS = "avkd.weights"  # "pretrained" | "random"
 DATASET_FINGERPRINT = "avkd.dataset_fingerprint"
 GIT_COMMIT = "avkd.git_commit"
 SCORE_METRICS = "avkd.score_metrics"  # comma-separated metrics that test/score averages
+ERROR = "avkd.error"  # FAILED runs: "<ExceptionType>: <first line of the message>" (full text in traceback.txt)
+TRIAL_ROLES = ("teacher", "student", "blind")  # the runs Table I is built from
 PARENT = "mlflow.parentRunId"
 RUN_NAME = "mlflow.runName"
 

@@ -1,0 +1,498 @@
+"""Build a sweep's report from MLflow: Table I, Table II, figures and a self-contained index.html.
+
+    python reports/build.py [--experiment NAME | --sweep-run RUN_ID] [--tracking-uri URI] [--out reports/out] [--paper]
+
+Data flows media -> features -> trials -> MLflow -> this script: it reads only MLflow.
+Outputs go to <out>/<sweep name>/ (a relative --out is relative to the repo root).
+
+Which runs make Table I (the selection rule):
+1. The sweep run: --sweep-run; else the most recent run tagged avkd.role=sweep in --experiment;
+   else the most recent one in the whole tracking store.
+2. Candidates: the teacher/student/blind runs of its experiment that started before the sweep run
+   ended. Earlier sweep runs count too: a resumed sweep skips trials that already have a FINISHED run.
+3. If the sweep run logged its grid (params grid.ks, grid.losses, grid.seeds, grid.blind), runs
+   outside that grid are left out.
+4. For each avkd.config_hash, the most recent FINISHED run. If two hashes give the same
+   (role, loss, k, seed) - the config changed between sweeps - the most recent run wins.
+5. Trials of the chosen sweep run with no FINISHED run (FAILED, KILLED, still RUNNING) are listed
+   in a note naming the config; their cells stay empty.
+Table II comes from the most recent FINISHED timing run (avkd.role=timing) of the experiment.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import re
+import statistics
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `reports`, `trackers` and `avkd` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mlflow.entities import Run  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from avkd.errors import AvkdError  # noqa: E402
+from trackers import mlflow_tracker as mt  # noqa: E402
+from trackers import schema  # noqa: E402
+
+BLEU = ("bleu_1", "bleu_2", "bleu_3", "bleu_4")
+METRICS = BLEU + ("cider", "meteor", "rouge_l", "spice")  # Table I column order (the paper's)
+SCORE_TERMS = ("bleu", "meteor", "rouge_l", "cider", "spice")  # the paper's SCORE; "bleu" = mean of BLEU-1..4
+LABELS = {"bleu_1": "BLEU-1", "bleu_2": "BLEU-2", "bleu_3": "BLEU-3", "bleu_4": "BLEU-4", "cider": "CIDEr",
+          "meteor": "METEOR", "rouge_l": "ROUGE-L", "spice": "SPICE", "score": "SCORE", "bleu": "mean(BLEU-1..4)"}
+REQUIRED_TAGS = (schema.ROLE, schema.LOSS, schema.K, schema.SEED, schema.CONFIG_HASH)
+UI_URL = "http://127.0.0.1:5000"  # where `make ui` serves the MLflow UI
+
+
+# ---- what is read from MLflow ---------------------------------------------------------------------
+
+@dataclass
+class Trial:
+    """One teacher/student/blind run."""
+    run_id: str
+    role: str
+    loss: str
+    k: float
+    seed: str
+    config_hash: str
+    status: str
+    start_time: int
+    parent: str | None
+    metrics: dict[str, float]  # test metrics without the "test/" prefix
+    error: str = ""
+
+
+@dataclass
+class Row:
+    """One line of Table I: a (role, loss, k) cell, over seeds."""
+    role: str
+    loss: str
+    k: float
+    trials: list[Trial] = field(default_factory=list)  # FINISHED runs, one per seed
+    missing: list[Trial] = field(default_factory=list)  # trials of the sweep with no FINISHED run
+    mean: dict[str, float | None] = field(default_factory=dict)  # METRICS + "score"
+    std: dict[str, float | None] = field(default_factory=dict)  # None when n < 2
+    diff_pct: float | None = None
+
+    @property
+    def label(self) -> str:
+        if self.role == "teacher":
+            return "Teacher"
+        if self.role == "blind":
+            return "Blind baseline †"
+        name = {"rep": "L_rep", "rep+ce": "L_rep + L_CE"}.get(self.loss, self.loss)
+        return f"{name} student (k = {self.k:g})"
+
+    @property
+    def n(self) -> int:
+        return len(self.trials)
+
+
+@dataclass
+class Table1:
+    rows: list[Row]
+    terms: list[str]  # what SCORE averages here
+    best: dict[str, float]  # column -> best mean at 3 decimals (bold)
+    notes: list[str]
+
+
+@dataclass
+class TimingRow:
+    k: float  # 1.0 = teacher
+    extract_mean: float
+    extract_std: float | None
+    e2e_mean: float | None
+    e2e_std: float | None
+    extract_reduction: float | None = None  # % vs the teacher
+    e2e_reduction: float | None = None
+
+    @property
+    def label(self) -> str:
+        return "Teacher" if self.k >= 1.0 else f"Student (k = {self.k:g})"
+
+
+@dataclass
+class Table2:
+    run_id: str
+    rows: list[TimingRow]
+    caption: str
+    notes: list[str]
+
+
+@dataclass
+class Report:
+    uri: str
+    experiment_id: str
+    experiment_name: str
+    sweep_run: Run
+    sweep_name: str
+    table1: Table1
+    table2: Table2 | None
+    config_text: str
+    paper: bool
+    ui_url: str = UI_URL
+
+    def run_link(self, run_id: str) -> str:
+        return f"{self.ui_url}/#/experiments/{self.experiment_id}/runs/{run_id}"
+
+
+# ---- finding the runs -----------------------------------------------------------------------------
+
+def open_store(uri: str) -> MlflowClient:
+    """A client for an existing store (never creates an empty database by accident)."""
+    db = mt.sqlite_path(uri)
+    if db is not None and not db.is_file():
+        raise AvkdError(f"no MLflow database at {db} (run a sweep first, or pass --tracking-uri)")
+    return mt.mlflow_client(uri)
+
+
+def find_sweep_run(client: MlflowClient, uri: str, experiment: str | None = None,
+                   sweep_run_id: str | None = None) -> Run:
+    """The sweep run to report on (see the module docstring, rule 1)."""
+    if sweep_run_id:
+        try:
+            run = client.get_run(sweep_run_id)
+        except Exception:  # noqa: BLE001 - MLflow raises several kinds for a bad id
+            raise AvkdError(f"no run {sweep_run_id!r} in {uri}") from None
+        role = run.data.tags.get(schema.ROLE)
+        if role != "sweep":
+            raise AvkdError(f"run {sweep_run_id} is not a sweep run ({schema.ROLE}={role!r})")
+        return run
+    experiments = client.search_experiments()
+    if experiment:
+        found = [e for e in experiments if e.name == experiment]
+        if not found:
+            known = ", ".join(sorted(e.name for e in experiments)) or "none"
+            raise AvkdError(f"no experiment {experiment!r} in {uri} (known: {known})")
+        experiments = found
+    runs = client.search_runs([e.experiment_id for e in experiments], f"tags.`{schema.ROLE}` = 'sweep'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs:
+        where = f"experiment {experiment!r}" if experiment else uri
+        raise AvkdError(f"no sweep run ({schema.ROLE}=sweep) in {where}; run a sweep first")
+    return runs[0]
+
+
+def _as_trial(run: Run) -> Trial:
+    tags = run.data.tags
+    return Trial(run_id=run.info.run_id, role=tags[schema.ROLE], loss=tags[schema.LOSS], k=float(tags[schema.K]),
+                 seed=tags[schema.SEED], config_hash=tags[schema.CONFIG_HASH], status=run.info.status,
+                 start_time=run.info.start_time or 0, parent=tags.get(schema.PARENT),
+                 metrics={key[len(schema.TEST_PREFIX):]: value for key, value in run.data.metrics.items()
+                          if key.startswith(schema.TEST_PREFIX)},
+                 error=tags.get(schema.ERROR, ""))
+
+
+def _check_tags(runs: list[Run], sweep_id: str) -> None:
+    """Trial runs (and every child of the sweep) must carry the schema's tags."""
+    bad = []
+    for run in runs:
+        tags = run.data.tags
+        role = tags.get(schema.ROLE)
+        if role in ("sweep", "timing", "tune"):
+            continue
+        if role is None and tags.get(schema.PARENT) != sweep_id:
+            continue  # someone's unrelated run in the same experiment
+        missing = [t for t in REQUIRED_TAGS if not tags.get(t)]
+        try:
+            float(tags.get(schema.K, "0"))
+        except ValueError:
+            missing.append(f"{schema.K}={tags[schema.K]!r} is not a number")
+        if missing:
+            bad.append(f"{run.info.run_id} ({', '.join(missing)})")
+    if bad:
+        raise AvkdError(f"runs missing the schema's tags (trackers/schema.py): {'; '.join(bad)}")
+
+
+def _logged_grid(sweep_run: Run) -> dict | None:
+    """The sweep's grid from its params (SweepConfig.flat()), or None if it was not logged."""
+    params = sweep_run.data.params
+    try:
+        return {
+            "ks": [round(float(k), 6) for k in ast.literal_eval(params["grid.ks"])],
+            "losses": list(ast.literal_eval(params["grid.losses"])),
+            "seeds": [str(s) for s in ast.literal_eval(params["grid.seeds"])],
+            "blind": params.get("grid.blind", "True") == "True",
+        }
+    except (KeyError, ValueError, SyntaxError, TypeError):
+        return None
+
+
+def _in_grid(t: Trial, grid: dict | None) -> bool:
+    if grid is None:
+        return True
+    if t.seed not in grid["seeds"]:
+        return False
+    if t.role == "student":
+        return round(t.k, 6) in grid["ks"] and t.loss in grid["losses"]
+    return t.role == "teacher" or grid["blind"]
+
+
+def select_trials(runs: list[Run], sweep_run: Run) -> tuple[list[Trial], list[Trial], list[str]]:
+    """Apply rules 2-5: (chosen FINISHED trials, trials of the sweep without a FINISHED run, notes)."""
+    sweep_id = sweep_run.info.run_id
+    _check_tags(runs, sweep_id)
+    ended = sweep_run.info.end_time if sweep_run.info.status != "RUNNING" else None
+    grid = _logged_grid(sweep_run)
+    trials = [_as_trial(r) for r in runs if r.data.tags.get(schema.ROLE) in schema.TRIAL_ROLES]
+    trials = [t for t in trials if (ended is None or t.start_time <= ended) and _in_grid(t, grid)]
+    trials.sort(key=lambda t: t.start_time)  # oldest first: later ones overwrite
+    notes = []
+
+    by_hash: dict[str, Trial] = {}
+    for t in trials:
+        if t.status == "FINISHED":
+            by_hash[t.config_hash] = t
+    by_cell: dict[tuple, Trial] = {}
+    for t in sorted(by_hash.values(), key=lambda t: t.start_time):
+        cell = (t.role, t.loss, round(t.k, 6), t.seed)
+        if cell in by_cell:
+            notes.append(f"{_describe(by_cell[cell])}: superseded by the more recent run {t.run_id} "
+                         f"(config hash {by_cell[cell].config_hash} → {t.config_hash}).")
+        by_cell[cell] = t
+
+    latest_unfinished: dict[str, Trial] = {}
+    for t in trials:
+        if t.parent == sweep_id and t.config_hash not in by_hash:
+            latest_unfinished[t.config_hash] = t
+    return list(by_cell.values()), list(latest_unfinished.values()), notes
+
+
+def _describe(t: Trial) -> str:
+    who = {"teacher": "teacher", "blind": "blind baseline"}.get(t.role, f"student loss={t.loss} k={t.k:g}")
+    return f"{who} seed {t.seed}"
+
+
+# ---- Table I ------------------------------------------------------------------------------------------
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def score_terms(trials: list[Trial]) -> list[str]:
+    """The SCORE terms every trial has (SPICE drops out when its jars were missing)."""
+    terms = []
+    for term in SCORE_TERMS:
+        needed = BLEU if term == "bleu" else (term,)
+        if trials and all(all(m in t.metrics for m in needed) for t in trials):
+            terms.append(term)
+    return terms
+
+
+def run_score(metrics: dict[str, float], terms: list[str]) -> float | None:
+    """The paper's SCORE: mean of [mean(BLEU-1..4), METEOR, ROUGE-L, CIDEr, SPICE] (of those in `terms`)."""
+    if not terms:
+        return None
+    values = [statistics.fmean(metrics[b] for b in BLEU) if term == "bleu" else metrics[term] for term in terms]
+    return statistics.fmean(values)
+
+
+def _row_order(row: Row) -> tuple:
+    """The paper's order: rep students by k, rep+ce students by k, other methods by k, teacher, blind."""
+    if row.role == "student":
+        group = {"rep": 0, "rep+ce": 1}.get(row.loss, 2)
+        return (group, row.loss if group == 2 else "", row.k)
+    return (3 if row.role == "teacher" else 4, "", row.k)
+
+
+def build_table1(trials: list[Trial], missing: list[Trial], notes: list[str]) -> Table1:
+    rows: dict[tuple, Row] = {}
+    for kind, group in (("trials", trials), ("missing", missing)):
+        for t in group:
+            row = rows.setdefault((t.role, t.loss, round(t.k, 6)), Row(t.role, t.loss, t.k))
+            getattr(row, kind).append(t)
+    ordered = sorted(rows.values(), key=_row_order)
+    terms = score_terms(trials)
+    for row in ordered:
+        row.trials.sort(key=lambda t: (0, int(t.seed), "") if t.seed.lstrip("-").isdigit() else (1, 0, t.seed))
+        for metric in METRICS:
+            row.mean[metric], row.std[metric] = _mean_std([t.metrics[metric] for t in row.trials if metric in t.metrics])
+        scores = [run_score(t.metrics, terms) for t in row.trials]
+        row.mean["score"], row.std["score"] = _mean_std([s for s in scores if s is not None])
+    # Diff is relative to the teacher's mean SCORE (a zero SCORE would make it undefined).
+    teacher = next((r for r in ordered if r.role == "teacher" and r.mean["score"]), None)
+    for row in ordered:
+        if teacher is not None and row.mean["score"] is not None:
+            row.diff_pct = 100.0 * (teacher.mean["score"] - row.mean["score"]) / teacher.mean["score"]
+    best = {}
+    for column in METRICS + ("score",):
+        values = [round(r.mean[column], 3) for r in ordered if r.mean.get(column) is not None]
+        if values:
+            best[column] = max(values)
+    return Table1(ordered, terms, best, _table1_notes(ordered, terms, teacher, notes))
+
+
+def _table1_notes(rows: list[Row], terms: list[str], teacher: Row | None, extra: list[str]) -> list[str]:
+    notes = ["Cells: mean ± sample standard deviation over the n seeds (a single value when n = 1); "
+             "bold: the best mean of each column (ties at 3 decimals are all bold)."]
+    full = [LABELS[t] for t in SCORE_TERMS]
+    used = [LABELS[t] for t in terms]
+    if used == full:
+        notes.append(f"SCORE = mean of [{', '.join(full)}] (the paper's definition), recomputed from the metrics.")
+    else:
+        absent = [LABELS[t] for t in SCORE_TERMS if t not in terms]
+        notes.append(f"'-': metric not available ({', '.join(absent)}; SPICE needs the Stanford CoreNLP jars). "
+                     f"SCORE here averages [{', '.join(used) or 'nothing'}] instead of the paper's "
+                     f"[{', '.join(full)}], so it is not comparable with SCOREs that include them.")
+    notes.append("Diff (%) = 100 × (SCORE_teacher − SCORE) / SCORE_teacher, a true percentage (positive: below "
+                 "the teacher). The paper's 'Diff (%)' column holds this ratio as a fraction (0.008 means 0.8 %).")
+    if teacher is None:
+        notes.append("No FINISHED teacher run: Diff cannot be computed.")
+    if any(r.role == "blind" for r in rows):
+        notes.append("† Blind baseline: the decoder gets zero latent vectors (no audio or video), "
+                     "so it shows what the language prior alone scores.")
+    for row in rows:
+        for t in row.missing:
+            reason = f": {t.error}" if t.error else ""
+            notes.append(f"Missing: {_describe(t)} is {t.status} (config hash {t.config_hash}, run {t.run_id}){reason}.")
+    notes.append("Runs: for each config hash the most recent FINISHED run in the experiment, within the sweep's "
+                 "grid (a resumed sweep reuses finished trials of earlier sweep runs).")
+    return notes + extra
+
+
+# ---- Table II -----------------------------------------------------------------------------------------
+
+def _parse_time_metric(key: str) -> tuple[float, bool, bool] | None:
+    """time/e2e_k0.2_std_s -> (0.2, end_to_end=True, std=True); teacher -> k 1.0 (inverse of schema.time_metric)."""
+    if not (key.startswith("time/") and key.endswith("_s")):
+        return None
+    name = key[len("time/"):-len("_s")]
+    e2e = name.startswith("e2e_")
+    name = name[4:] if e2e else name
+    std = name.endswith("_std")
+    name = name[:-4] if std else name
+    if name == "teacher":
+        return 1.0, e2e, std
+    try:
+        return (float(name[1:]), e2e, std) if name.startswith("k") else None
+    except ValueError:
+        return None
+
+
+def build_table2(run: Run) -> Table2:
+    values: dict[float, dict[tuple[bool, bool], float]] = {}
+    for key, value in run.data.metrics.items():
+        parsed = _parse_time_metric(key)
+        if parsed:
+            k, e2e, std = parsed
+            values.setdefault(k, {})[(e2e, std)] = value
+    rows = [TimingRow(k, v[(False, False)], v.get((False, True)), v.get((True, False)), v.get((True, True)))
+            for k, v in values.items() if (False, False) in v]
+    rows.sort(key=lambda r: r.k)  # students by k, then the teacher (k = 1)
+    teacher = next((r for r in rows if r.k >= 1.0), None)
+    notes = ["Seconds per video, mean ± standard deviation over the timed videos. Extraction: decoding the "
+             "frames and audio and computing the Inception-v3 and Cnn14 features (what the paper's Table II "
+             "times); end-to-end: the whole pipeline, decoding included.",
+             "Reduction (%) = 100 × (teacher − student) / teacher."]
+    if teacher is None:
+        notes.append("The timing run has no teacher time: reductions cannot be computed.")
+    else:
+        for r in rows:
+            r.extract_reduction = 100.0 * (teacher.extract_mean - r.extract_mean) / teacher.extract_mean
+            if r.e2e_mean is not None and teacher.e2e_mean:
+                r.e2e_reduction = 100.0 * (teacher.e2e_mean - r.e2e_mean) / teacher.e2e_mean
+    p = run.data.params
+    parts = [f"{p['bench.videos']} videos" if "bench.videos" in p else None,
+             f"{p['bench.threads']} threads" if "bench.threads" in p else None,
+             f"device {p['bench.device']}" if "bench.device" in p else None,
+             f"frames {p['bench.image_size']}px" if "bench.image_size" in p else None,
+             f"{run.data.tags.get(schema.WEIGHTS, '?')} weights"]
+    caption = "Time per video (s): " + ", ".join(x for x in parts if x)
+    return Table2(run.info.run_id, rows, caption, notes)
+
+
+# ---- assembling the report --------------------------------------------------------------------------------
+
+def _config_text(client: MlflowClient, sweep_run: Run) -> str:
+    """The sweep's resolved config: its config.yaml artifact, else its params."""
+    bar = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    previous = os.environ.get(bar)
+    os.environ[bar] = "false"  # no download progress bar on the terminal
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            return Path(client.download_artifacts(sweep_run.info.run_id, schema.ARTIFACT_CONFIG, tmp)).read_text()
+    except Exception:  # noqa: BLE001 - no artifact: fall back to the params
+        params = sweep_run.data.params
+        return "\n".join(f"{k}: {params[k]}" for k in sorted(params)) or "(the sweep run logged no config)"
+    finally:
+        if previous is None:
+            os.environ.pop(bar, None)
+        else:
+            os.environ[bar] = previous
+
+
+def load_report(uri: str, experiment: str | None = None, sweep_run_id: str | None = None,
+                paper: bool = False) -> Report:
+    """Read everything the report needs from MLflow."""
+    client = open_store(uri)
+    sweep_run = find_sweep_run(client, uri, experiment, sweep_run_id)
+    exp_id = sweep_run.info.experiment_id
+    exp_name = client.get_experiment(exp_id).name
+    runs = mt.search_all_runs(client, exp_id)
+    trials, missing, notes = select_trials(runs, sweep_run)
+    if not trials:
+        raise AvkdError(f"experiment {exp_name!r}: no FINISHED teacher/student/blind runs for sweep run "
+                        f"{sweep_run.info.run_id}" + (f" ({len(missing)} trials did not finish)" if missing else ""))
+    ended = sweep_run.info.end_time if sweep_run.info.status != "RUNNING" else None
+    timing = [r for r in runs if r.data.tags.get(schema.ROLE) == "timing" and r.info.status == "FINISHED"
+              and (ended is None or (r.info.start_time or 0) <= ended)]
+    timing.sort(key=lambda r: r.info.start_time or 0)
+    return Report(uri=uri, experiment_id=exp_id, experiment_name=exp_name, sweep_run=sweep_run,
+                  sweep_name=sweep_run.data.tags.get(schema.SWEEP) or exp_name,
+                  table1=build_table1(trials, missing, notes),
+                  table2=build_table2(timing[-1]) if timing else None,
+                  config_text=_config_text(client, sweep_run), paper=paper)
+
+
+def _resolve_out(out: str | Path) -> Path:
+    out = Path(out)
+    return out if out.is_absolute() else mt.REPO_ROOT / out
+
+
+def build_report(uri: str | None = None, experiment: str | None = None, sweep_run_id: str | None = None,
+                 out: str | Path = "reports/out", paper: bool = False, show: bool = True) -> Path:
+    """Write tables, figures and index.html to <out>/<sweep name>/ and return the index.html path.
+
+    `show` also prints the tables to the terminal.
+    """
+    from reports import figures, render  # matplotlib is only needed here
+
+    report = load_report(mt.resolve_tracking_uri(uri), experiment, sweep_run_id, paper)
+    folder = _resolve_out(out) / (re.sub(r"[/\\\x00]", "_", report.sweep_name).lstrip(".") or "sweep")
+    folder.mkdir(parents=True, exist_ok=True)
+    render.write_tables(report, folder)
+    figs = figures.write_figures(report, folder)
+    index = folder / "index.html"
+    index.write_text(render.html_page(report, figs), encoding="utf-8")
+    if show:
+        render.print_tables(report)
+        print(f"report: {index}")
+    return index
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python reports/build.py", description=__doc__.split("\n")[0])
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--experiment", help="MLflow experiment (the sweep name); default: the latest sweep anywhere")
+    which.add_argument("--sweep-run", help="run id of the sweep (parent) run to report on")
+    p.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlflow.db")
+    p.add_argument("--out", default="reports/out", help="output folder (default: reports/out)")
+    p.add_argument("--paper", action="store_true", help="add the paper's published Table I / II values")
+    args = p.parse_args(argv)
+    try:
+        build_report(args.tracking_uri, args.experiment, args.sweep_run, args.out, args.paper)
+    except AvkdError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
