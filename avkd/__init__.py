@@ -1,2 +1,9 @@
 """avkd: knowledge-distilled audio-visual video captioning, as a tracked sweep."""
+import os as _os
+from pathlib import Path as _Path
+
 __version__ = "0.1.0"
+
+# matplotlib (imported by panns_inference and the report figures) writes a font cache to ~ unless
+# told otherwise; the harness writes only inside the repo's own folders.
+_os.environ.setdefault("MPLCONFIGDIR", str(_Path(__file__).resolve().parents[1] / "cache" / "matplotlib"))
