@@ -1,0 +1,405 @@
+"""COCO-caption metrics (BLEU-1..4, METEOR, ROUGE-L, CIDEr, SPICE when possible) and the paper's SCORE.
+
+pycocoevalcap's scorers are called one by one: `COCOEvalCap.evaluate()` would construct `Spice()`,
+which tries to download Stanford CoreNLP. Two more departures from the library, both on purpose:
+- PTB tokenisation runs the library's jar ourselves with the captions on stdin: the library's
+  `PTBTokenizer` writes temp files inside site-packages (fails on a read-only install).
+- METEOR keeps ONE JVM per process (~7 s to start), created lazily and closed at exit.
+
+`python -m avkd evaluate --refs ANNOTATIONS.json --preds PREDS.json` is `cmd_evaluate` below.
+"""
+from __future__ import annotations
+
+import atexit
+import csv
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import pycocoevalcap
+from pycocoevalcap.bleu.bleu import Bleu
+from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.meteor.meteor import Meteor
+from pycocoevalcap.rouge.rouge import Rouge
+
+from avkd.errors import AvkdError, DataError
+
+METRICS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider", "spice")
+PACKAGE_DIR = Path(next(iter(pycocoevalcap.__path__)))  # a namespace package: no __file__
+PTB_JAR = PACKAGE_DIR / "tokenizer" / "stanford-corenlp-3.4.1.jar"
+SPICE_JAR = PACKAGE_DIR / "spice" / "spice-1.0.jar"
+SPICE_NEEDS = ("stanford-corenlp-3.6.0.jar", "stanford-corenlp-3.6.0-models.jar")
+# Same list as pycocoevalcap's PTBTokenizer: tokens dropped after tokenisation.
+PUNCTUATIONS = {"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--", "...", ";"}
+
+
+def _need_java() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise AvkdError("java not found on PATH: PTB tokenisation and METEOR (pycocoevalcap) need Java 17 "
+                        "(apt-get install openjdk-17-jre-headless)")
+    return java
+
+
+def _java_error(stderr: bytes) -> str:
+    """The telling line of a Java failure: the first exception/error line, else the last line."""
+    lines = [l.strip() for l in stderr.decode("utf-8", "replace").splitlines() if l.strip()]
+    telling = [l for l in lines if "Exception" in l or "Error" in l]
+    return (telling or lines or ["no message"])[0 if telling else -1][:300]
+
+
+# ---- PTB tokenisation -------------------------------------------------------------------------
+
+def ptb_tokenize(captions: dict[str, list[str]]) -> dict[str, list[str]]:
+    """{video: [caption, ...]} -> same shape, PTB-tokenised, lower-cased, punctuation removed.
+
+    Same command as pycocoevalcap's PTBTokenizer, but the text goes through stdin, so nothing is
+    written into the package folder (read-only installs, several processes at once).
+    """
+    keys = [k for k, caps in captions.items() for _ in caps]
+    # Any line break (\n, \r, \v, U+2028 ...) would split a caption into two lines: make it a space.
+    lines = [re.sub(r"\s", " ", c) for caps in captions.values() for c in caps]
+    if not lines:
+        return {k: [] for k in captions}
+    cmd = [_need_java(), "-cp", str(PTB_JAR), "edu.stanford.nlp.process.PTBTokenizer",
+           "-preserveLines", "-lowerCase", "-encoding", "utf-8"]
+    proc = subprocess.run(cmd, input="\n".join(lines).encode("utf-8"), capture_output=True)
+    if proc.returncode != 0:
+        raise AvkdError(f"PTB tokenizer ({PTB_JAR.name}) failed with exit code {proc.returncode}: "
+                        f"{_java_error(proc.stderr)}")
+    out_lines = proc.stdout.decode("utf-8").split("\n")
+    if out_lines and out_lines[-1] == "" and len(out_lines) == len(lines) + 1:
+        out_lines.pop()  # trailing newline
+    if len(out_lines) != len(lines):
+        raise AvkdError(f"PTB tokenizer returned {len(out_lines)} lines for {len(lines)} captions")
+    out: dict[str, list[str]] = {k: [] for k in captions}
+    for key, line in zip(keys, out_lines):
+        out[key].append(" ".join(w for w in line.rstrip().split(" ") if w and w not in PUNCTUATIONS))
+    return out
+
+
+# ---- METEOR: one JVM per process --------------------------------------------------------------
+
+_meteor: Meteor | None = None
+_meteor_lock = threading.Lock()
+
+
+def _meteor_scorer() -> Meteor:
+    global _meteor
+    if _meteor is None or _meteor.meteor_p.poll() is not None:
+        _need_java()
+        _meteor = Meteor()
+    return _meteor
+
+
+def close_meteor() -> None:
+    """Stop this process's METEOR JVM (also registered atexit)."""
+    global _meteor
+    if _meteor is not None:
+        proc = _meteor.meteor_p
+        _meteor = None
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        proc.kill()
+        proc.wait()
+
+
+atexit.register(close_meteor)
+
+
+def _meteor_score(gts: dict[str, list[str]], res: dict[str, list[str]]) -> tuple[float, list[float]]:
+    with _meteor_lock:
+        try:
+            score, scores = _meteor_scorer().compute_score(gts, res)
+        except (ValueError, OSError) as err:
+            # A dead or confused JVM: drop it (the next call starts a fresh one) and say so.
+            close_meteor()
+            raise AvkdError(f"METEOR ({Meteor.__module__}) failed: {err}") from None
+    return float(score), [float(s) for s in scores]
+
+
+# ---- SPICE: only with the Stanford CoreNLP 3.6.0 jars ------------------------------------------
+
+_spice_warned: set[str] = set()
+
+
+def find_spice_jars(spice_jars: str | None = None) -> tuple[Path | None, str]:
+    """Folder holding the CoreNLP 3.6.0 jars SPICE needs, or (None, why not).
+
+    Looked for in: the argument, $AVKD_SPICE_JARS, pycocoevalcap's own spice/lib folder.
+    """
+    candidates = [spice_jars, os.environ.get("AVKD_SPICE_JARS"), str(SPICE_JAR.parent / "lib")]
+    for folder in [c for c in candidates if c]:
+        if all((Path(folder) / name).is_file() for name in SPICE_NEEDS):
+            if shutil.which("java") is None:
+                return None, "java not found on PATH"
+            return Path(folder), ""
+    looked = spice_jars or os.environ.get("AVKD_SPICE_JARS")
+    where = f"not in {looked} nor in pycocoevalcap/spice/lib" if looked else \
+        "set evaluation.spice_jars, --spice-jars or $AVKD_SPICE_JARS to a folder with them"
+    return None, f"SPICE not available: it needs {' and '.join(SPICE_NEEDS)} ({where})"
+
+
+def _spice_score(gts: dict[str, list[str]], res: dict[str, list[str]], jars: Path) -> tuple[float, list[float]]:
+    """Run SPICE 1.0 with the given jars. No `-cache`: its LMDB cache breaks on Java 17."""
+    ids = list(gts)
+    with tempfile.TemporaryDirectory(prefix="avkd-spice-") as tmp:
+        in_file, out_file = Path(tmp) / "in.json", Path(tmp) / "out.json"
+        in_file.write_text(json.dumps([{"image_id": i, "test": res[i][0], "refs": gts[i]} for i in ids]))
+        classpath = os.pathsep.join([str(SPICE_JAR), str(SPICE_JAR.parent / "lib" / "*"), str(jars / "*")])
+        cmd = [_need_java(), "-Xmx8G", "-cp", classpath, "edu.anu.spice.SpiceScorer",
+               str(in_file), "-out", str(out_file), "-subset", "-silent"]
+        proc = subprocess.run(cmd, capture_output=True, cwd=tmp)
+        if proc.returncode != 0 or not out_file.is_file():
+            raise RuntimeError(f"exit code {proc.returncode}: {_java_error(proc.stderr)}")
+        by_id = {item["image_id"]: item["scores"]["All"]["f"] for item in json.loads(out_file.read_text())}
+    scores = [float(by_id[i]) if by_id.get(i) is not None else math.nan for i in ids]
+    finite = [s for s in scores if math.isfinite(s)]
+    return (sum(finite) / len(finite) if finite else math.nan), scores
+
+
+def _warn_once(message: str) -> None:
+    if message not in _spice_warned:
+        _spice_warned.add(message)
+        print(f"warning: {message}", file=sys.stderr)
+
+
+# ---- the scorer ------------------------------------------------------------------------------
+
+def check_alignment(refs: dict[str, list[str]], preds: dict[str, str], refs_name: str = "references",
+                    preds_name: str = "predictions") -> None:
+    """Every reference video has exactly one prediction and vice versa; else a one-line DataError."""
+    if not refs:
+        raise DataError(f"{refs_name}: no reference captions")
+    unknown = [v for v in preds if v not in refs]
+    if unknown:
+        raise DataError(f"{preds_name}: prediction for unknown video {unknown[0]!r} "
+                        f"({len(unknown)} such video(s); not in {refs_name})")
+    missing = [v for v in refs if v not in preds]
+    if missing:
+        raise DataError(f"{preds_name}: no prediction for video {missing[0]!r} "
+                        f"({len(missing)} of {len(refs)} reference video(s) have none)")
+    empty = [v for v, caps in refs.items() if not caps]
+    if empty:
+        raise DataError(f"{refs_name}: video {empty[0]!r} has no reference caption")
+
+
+class CaptionScorer:
+    """Corpus + per-video COCO-caption metrics over ALL references of each video."""
+
+    def __init__(self, spice_jars: str | None = None, meteor: bool = True, warn: bool = True):
+        self.meteor = meteor
+        self.warn = warn  # False: the caller shows `spice_note` itself
+        self.spice_jars, self.spice_note = find_spice_jars(spice_jars)
+
+    @property
+    def spice_available(self) -> bool:
+        return self.spice_jars is not None
+
+    def score(self, refs: dict[str, list[str]], preds: dict[str, str]
+              ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+        """(corpus metrics bleu_1..4, meteor, rouge_l, cider, [spice], score; {video: per-video metrics})."""
+        check_alignment(refs, preds)
+        ids = list(refs)
+        both = ptb_tokenize({**{f"r{i}": refs[v] for i, v in enumerate(ids)},
+                             **{f"p{i}": [preds[v]] for i, v in enumerate(ids)}})
+        gts = {v: both[f"r{i}"] for i, v in enumerate(ids)}
+        res = {v: both[f"p{i}"] for i, v in enumerate(ids)}
+        metrics, per_video = score_tokenized(gts, res)
+        if self.meteor:
+            metrics["meteor"], scores = _meteor_score(gts, res)
+            for v, s in zip(ids, scores):
+                per_video[v]["meteor"] = s
+        if self.spice_jars is not None:
+            try:
+                metrics["spice"], scores = _spice_score(gts, res, self.spice_jars)
+                for v, s in zip(ids, scores):
+                    per_video[v]["spice"] = s
+            except (RuntimeError, OSError, ValueError, KeyError) as err:
+                self.spice_jars, self.spice_note = None, f"SPICE not available: the SPICE run failed ({err})"
+        if self.spice_jars is None and self.warn:
+            _warn_once(self.spice_note)
+        if self.meteor:
+            metrics["score"], _ = final_score(metrics)
+        ordered = {m: metrics[m] for m in (*METRICS, "score") if m in metrics}
+        return ordered, per_video
+
+
+def score_tokenized(gts: dict[str, list[str]], res: dict[str, list[str]]
+                    ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """BLEU-1..4, ROUGE-L and CIDEr on already tokenised text (no JVM): the cheap per-epoch scores."""
+    bleu, bleu_per = Bleu(4).compute_score(gts, res, verbose=0)
+    rouge, rouge_per = Rouge().compute_score(gts, res)
+    cider, cider_per = Cider().compute_score(gts, res)
+    metrics = {f"bleu_{n + 1}": float(bleu[n]) for n in range(4)}
+    metrics.update(rouge_l=float(rouge), cider=float(cider))
+    per_video = {}
+    for j, v in enumerate(gts):
+        per_video[v] = {f"bleu_{n + 1}": float(bleu_per[n][j]) for n in range(4)}
+        per_video[v].update(rouge_l=float(rouge_per[j]), cider=float(cider_per[j]))
+    return metrics, per_video
+
+
+class ValidationScorer:
+    """Cheap per-epoch CIDEr / BLEU for model selection: references PTB-tokenised once, no METEOR.
+
+    Predictions are expected already tokenised and lower-case (words joined by spaces), as the
+    decoder produces them, so no JVM runs per epoch.
+    """
+
+    def __init__(self, refs: dict[str, list[str]]):
+        if not refs:
+            raise DataError("validation split: no videos to validate on")
+        self.gts = ptb_tokenize(refs)
+
+    def score(self, preds: dict[str, str]) -> dict[str, float]:
+        check_alignment(self.gts, preds, "validation references", "validation predictions")
+        res = {v: [preds[v]] for v in self.gts}
+        metrics, _ = score_tokenized(self.gts, res)
+        return metrics
+
+
+_default_scorers: dict[str | None, CaptionScorer] = {}
+
+
+def default_scorer(spice_jars: str | None = None) -> CaptionScorer:
+    """One CaptionScorer per process and SPICE setting (the METEOR JVM is shared anyway)."""
+    if spice_jars not in _default_scorers:
+        _default_scorers[spice_jars] = CaptionScorer(spice_jars)
+    return _default_scorers[spice_jars]
+
+
+# ---- SCORE and Diff -----------------------------------------------------------------------------
+
+def final_score(metrics: dict[str, Any]) -> tuple[float, list[str]]:
+    """The paper's SCORE: mean of (mean of BLEU-1..4, METEOR, ROUGE-L, CIDEr, SPICE).
+
+    Without SPICE (missing, None or NaN) it is the mean of the other four. Returns the score and
+    the names it averaged ("bleu" stands for the mean of bleu_1..bleu_4).
+    """
+    required = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider")
+    missing = [m for m in required if metrics.get(m) is None]
+    if missing:
+        raise AvkdError(f"SCORE needs {', '.join(missing)} (metrics have: {', '.join(sorted(metrics))})")
+    parts = {"bleu": sum(float(metrics[f"bleu_{n}"]) for n in range(1, 5)) / 4,
+             "meteor": float(metrics["meteor"]), "rouge_l": float(metrics["rouge_l"]),
+             "cider": float(metrics["cider"])}
+    spice = metrics.get("spice")
+    if spice is not None and math.isfinite(float(spice)):
+        parts["spice"] = float(spice)
+    return sum(parts.values()) / len(parts), list(parts)
+
+
+def relative_diff(student_score: float, teacher_score: float) -> float:
+    """Table I's Diff: (teacher - student) / teacher, as a fraction (NaN when the teacher scores 0)."""
+    if teacher_score == 0:
+        return math.nan
+    return (teacher_score - student_score) / teacher_score
+
+
+# ---- files ------------------------------------------------------------------------------------
+
+def _read_json(path: str | Path, what: str) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such {what} file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a UTF-8 text file") from None
+    if not text.strip():
+        raise DataError(f"{path}: empty file")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+
+
+def load_references(path: str | Path) -> dict[str, list[str]]:
+    """MSR-VTT annotation JSON (`sentences`: [{video_id, caption}, ...]) -> {video: [caption, ...]}."""
+    data = _read_json(path, "annotation")
+    if not isinstance(data, dict) or not isinstance(data.get("sentences"), list):
+        raise DataError(f"{path}: not MSR-VTT format (expected an object with a 'sentences' list)")
+    refs: dict[str, list[str]] = {}
+    for i, s in enumerate(data["sentences"]):
+        if not isinstance(s, dict) or not isinstance(s.get("video_id"), str) or not isinstance(s.get("caption"), str):
+            raise DataError(f"{path}: sentences[{i}] needs string 'video_id' and 'caption', got {str(s)[:80]}")
+        refs.setdefault(s["video_id"], []).append(s["caption"])
+    if not refs:
+        raise DataError(f"{path}: 'sentences' is empty")
+    return refs
+
+
+def load_predictions(path: str | Path) -> dict[str, str]:
+    """[{"video_id", "caption"}, ...] -> {video: caption}; a duplicate video is an error."""
+    data = _read_json(path, "predictions")
+    if not isinstance(data, list):
+        raise DataError(f'{path}: expected a JSON list of {{"video_id": ..., "caption": ...}}')
+    if not data:
+        raise DataError(f"{path}: no predictions")
+    preds: dict[str, str] = {}
+    for i, p in enumerate(data):
+        if not isinstance(p, dict) or not isinstance(p.get("video_id"), str) or not isinstance(p.get("caption"), str):
+            raise DataError(f"{path}: entry [{i}] needs string 'video_id' and 'caption', got {str(p)[:80]}")
+        if p["video_id"] in preds:
+            raise DataError(f"{path}: duplicate prediction for video {p['video_id']!r} (entry [{i}])")
+        preds[p["video_id"]] = p["caption"]
+    return preds
+
+
+def write_captions(path: str | Path, preds: dict[str, str]) -> None:
+    Path(path).write_text(json.dumps([{"video_id": v, "caption": c} for v, c in preds.items()], indent=1))
+
+
+def write_per_video(path: str | Path, preds: dict[str, str], per_video: dict[str, dict[str, float]]) -> None:
+    names = [m for m in METRICS if any(m in s for s in per_video.values())]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["video_id", "caption", *names])
+        for v, scores in per_video.items():
+            writer.writerow([v, preds[v], *(f"{scores[m]:.6f}" if m in scores else "" for m in names)])
+
+
+# ---- CLI --------------------------------------------------------------------------------------
+
+def cmd_evaluate(args) -> int:
+    """`python -m avkd evaluate --refs A.json --preds P.json [--json OUT] [--spice-jars DIR]`."""
+    from rich.console import Console
+    from rich.table import Table
+
+    refs = load_references(args.refs)
+    preds = load_predictions(args.preds)
+    check_alignment(refs, preds, str(args.refs), str(args.preds))
+    scorer = CaptionScorer(spice_jars=getattr(args, "spice_jars", None), warn=False)  # the table says it
+    metrics, _ = scorer.score(refs, preds)
+    score, averaged = final_score(metrics)
+
+    table = Table(title=f"Caption metrics, {len(preds)} videos", min_width=34)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name in METRICS:
+        table.add_row(name, f"{metrics[name]:.4f}" if name in metrics else "n/a")
+    table.add_row("SCORE", f"{score:.4f}", style="bold")
+    console = Console()
+    console.print(table)
+    console.print(f"SCORE = mean of {', '.join(averaged)} ('bleu' = mean of BLEU-1..4)", soft_wrap=True)
+    if not scorer.spice_available:
+        console.print(scorer.spice_note, soft_wrap=True, markup=False)
+
+    if args.json:
+        out = {m: metrics.get(m) for m in METRICS}
+        out.update(score=score, score_metrics=averaged)
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    return 0
