@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ray.tune import Callback
 from rich.console import Console
 
 from avkd.config import SweepConfig, config_hash, load_sweep
@@ -83,13 +84,18 @@ def _load_dataset(cfg: SweepConfig):
     from avkd.data.msrvtt import load_msrvtt
 
     root = _abs(cfg.dataset.root)
-    if cfg.dataset.kind == "synth" and not (root / "test_videodatainfo.json").exists():
+    if cfg.dataset.kind == "synth":
         from avkd.data.synth import generate
 
-        console.print(f"[bold]>> generating the synthetic corpus[/] ({cfg.dataset.synth.videos} clips) in {root}")
+        # A no-op when root already holds the corpus of these parameters; a DataError naming the
+        # folder when it holds another one (a changed synth.videos/seed is never silently ignored).
+        fresh = not (root / "test_videodatainfo.json").exists()
+        if fresh:
+            console.print(f"[bold]>> generating the synthetic corpus[/] ({cfg.dataset.synth.videos} clips) in {root}")
         t0 = time.time()
         generate(root, videos=cfg.dataset.synth.videos, seed=cfg.dataset.synth.seed)
-        console.print(f"   done in {time.time() - t0:.1f} s")
+        if fresh:
+            console.print(f"   done in {time.time() - t0:.1f} s")
     elif not root.exists():
         raise AvkdError(f"dataset.root: {root} does not exist (see README: 'Using a real MSR-VTT download')")
     return load_msrvtt(root, max_videos=cfg.dataset.max_videos)
@@ -257,25 +263,22 @@ def _ray_shutdown() -> None:
         ray.shutdown()
 
 
-def _progress_callback(total: int):
-    """A Tune callback printing one line per finished or failed trial (Tune's own table is off)."""
-    from ray import tune
+class _Progress(Callback):
+    """One line per finished or failed trial (Tune's own table is off). Module-level: Ray pickles callbacks."""
 
-    class Progress(tune.Callback):
-        n = 0
+    def __init__(self, total: int):
+        self.total, self.n = total, 0
 
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            self.n += 1
-            r = trial.last_result or {}
-            console.print(f"   [green]done[/] {self.n}/{total} {trial_name(trial.config['trial'])}: "
-                          f"test SCORE {r.get('test_score', float('nan')):.3f}, "
-                          f"val {r.get('val_best', float('nan')):.3f} ({r.get('time_total_s', 0):.0f} s)")
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.n += 1
+        r = trial.last_result or {}
+        console.print(f"   [green]done[/] {self.n}/{self.total} {trial_name(trial.config['trial'])}: "
+                      f"test SCORE {r.get('test_score', float('nan')):.3f}, "
+                      f"val {r.get('val_best', float('nan')):.3f} ({r.get('trial_time_s', 0):.0f} s)")
 
-        def on_trial_error(self, iteration, trials, trial, **info):
-            self.n += 1
-            console.print(f"   [red]FAILED[/] {self.n}/{total} {trial_name(trial.config['trial'])}")
-
-    return Progress()
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.n += 1
+        console.print(f"   [red]FAILED[/] {self.n}/{self.total} {trial_name(trial.config['trial'])}")
 
 
 def _ray_trial_name(trial) -> str:
@@ -326,7 +329,7 @@ def _run_phase(phase: str, specs: list[dict], ctx: dict, cfg: SweepConfig, done:
             storage_path=str(storage),
             failure_config=tune.FailureConfig(max_failures=cfg.resources.max_failures),
             verbose=0,
-            callbacks=[_progress_callback(total)],
+            callbacks=[_Progress(total)],
         ),
     )
     grid = tuner.fit()
@@ -353,6 +356,11 @@ def _print_summary(outcome: SweepOutcome, seconds: float) -> None:
 
 def cmd_sweep(args) -> int:
     cfg = load_sweep(args.sweep)
+    if not os.isatty(1):
+        os.environ.setdefault("COLUMNS", "160")  # rich tables in logs: wide enough to read
+    # Ray Tune's own console output (experiment banners, TensorBoard hints) is off: we print one
+    # line per trial instead (see _Progress).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     try:
         outcome = run_sweep(cfg, args.sweep, build_report=not args.no_report, report_out=args.report_out)
     except AvkdError:

@@ -182,6 +182,7 @@ def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
     from ray import tune
 
     report = {"val_best": result.val_best, "run_id": run_id, "best_epoch": result.best_epoch,
+              "trial_time_s": time.time() - started,
               "test_score": result.test_metrics.get("score", float("nan")) if result.test_metrics else float("nan")}
     tune.report(report)
     return report
