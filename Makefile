@@ -4,8 +4,8 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 SWEEP ?= sweeps/demo.yaml
-HOST ?= 127.0.0.1
-PORT ?= 5000
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 5000
 # The stamp records a hash of the dependency files: a rerun with nothing changed skips installation.
 DEPS_HASH := $(shell cat requirements.txt requirements.lock pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.avkd-installed-$(DEPS_HASH)
@@ -18,7 +18,7 @@ help: ## List the targets
 	@echo
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo
-	@echo "Variables: SWEEP=$(SWEEP)  PYTHON=$(PYTHON)  HOST=$(HOST) PORT=$(PORT)"
+	@echo "Variables: SWEEP=$(SWEEP)  PYTHON=$(PYTHON)  UI_HOST=$(UI_HOST) UI_PORT=$(UI_PORT)"
 
 setup: $(STAMP) ## Create .venv and install the pinned dependencies (once)
 
@@ -51,8 +51,8 @@ bench: setup ## Table II timing benchmark for SWEEP
 report: setup ## Build the report of the latest sweep from MLflow (reports/out/)
 	$(PY) reports/build.py
 
-ui: setup ## MLflow UI on http://$(HOST):$(PORT) (sqlite:///mlflow.db)
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host $(HOST) --port $(PORT)
+ui: setup ## MLflow UI on http://$(UI_HOST):$(UI_PORT) (sqlite:///mlflow.db)
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host $(UI_HOST) --port $(UI_PORT)
 
 clean: ## Remove caches of Python and pytest (keeps data, features and runs)
 	rm -rf .pytest_cache .hypothesis $$(find . -name __pycache__ -not -path './.venv/*')

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -60,11 +62,22 @@ class FeatureConfig:
 
 
 @dataclass
+class EarlyExitConfig:
+    """Early exit (DEEVISum's EE): an exit head after every GRU layer but the last, trained jointly."""
+    enabled: bool = False
+    # Confidence thresholds evaluated on the test split: a decoding step stops at the first exit
+    # whose top word probability exceeds the threshold (1.0: never exits, the full decoder).
+    thresholds: list[float] = field(default_factory=lambda: [0.9, 0.7, 0.5])
+    weight: float = 1.0  # weight of the exit heads' mean caption loss (added to every decoder-training stage)
+
+
+@dataclass
 class ModelConfig:
     embed_dim: int = 256
     hidden: int = 512  # GRU hidden size (paper: 2576)
     layers: int = 2  # stacked GRU layers, residual connections between them
     dropout: float = 0.3
+    early_exit: EarlyExitConfig = field(default_factory=EarlyExitConfig)
 
 
 @dataclass
@@ -92,6 +105,47 @@ class MLPConfig:
 
 
 @dataclass
+class ExtraTeacher:
+    """A teacher beside the audio-visual one (multi_teacher): trained with L_CE like it, on its own inputs."""
+    modality: Literal["av", "audio", "visual"] = "av"  # audio / visual: the other modality's latent is zeroed
+    k: float = 1.0  # fraction of frames of its features (1.0: every frame; < 1: a teacher at a lower frame rate)
+
+    @property
+    def name(self) -> str:
+        """"audio", "visual", "av@0.6", "audio@0.6" ...: the guide's name in runs and metrics."""
+        return self.modality if self.k == 1.0 else f"{self.modality}@{self.k:g}"
+
+
+@dataclass
+class MultiTeacherConfig:
+    """EMTM (Liang et al. 2023): several teachers' outputs aggregated with learned weights into one target."""
+    teachers: list[ExtraTeacher] = field(
+        default_factory=lambda: [ExtraTeacher("audio"), ExtraTeacher("visual")])  # besides the AV teacher
+    # The student shares its encoder (the decoder's two latent projections) with this teacher, frozen:
+    # "teacher" (the AV teacher) or an extra teacher's name; null: the student trains its own.
+    share_encoder_with: Optional[str] = None
+
+
+@dataclass
+class MultiStageConfig:
+    """DEEVISum's MSKD: teacher -> mentor (a student at a larger k) -> student, learning from both."""
+    mentor_k: float = 0.6  # must be larger than every k the multi_stage students run at
+    # The mentor's own training (DEEVISum: its LM loss + KL to the teacher); names are LOSSES keys.
+    mentor_losses: list[LossTerm] = field(
+        default_factory=lambda: [LossTerm("ce", 1.0), LossTerm("rep_l1", 1.0), LossTerm("kd_teacher", 1.0)])
+    # Initial weights (teacher, mentor) of the learned aggregation used by the kd_aggregate / aggregate_ce
+    # terms (DEEVISum's init 0.25, 0.5); normalised. Configured weights: use kd_teacher / kd_mentor instead.
+    aggregate_init: list[float] = field(default_factory=lambda: [0.25, 0.5])
+
+
+@dataclass
+class MethodsConfig:
+    """Settings of the distillation methods; a method runs for the student mode of the same name."""
+    multi_teacher: MultiTeacherConfig = field(default_factory=MultiTeacherConfig)
+    multi_stage: MultiStageConfig = field(default_factory=MultiStageConfig)
+
+
+@dataclass
 class DistillConfig:
     mlp: MLPConfig = field(default_factory=MLPConfig)
     # The student decoder starts from the trained teacher decoder: the student's MLP output lives in
@@ -105,6 +159,8 @@ class DistillConfig:
             "rep+ce": [LossTerm("ce", 1.0), LossTerm("rep_l1", 1.0)],
         }
     )
+    temperature: float = 2.0  # softmax temperature of every KL term (modal_kl, kd_*); DEEVISum uses 2
+    methods: MethodsConfig = field(default_factory=MethodsConfig)
 
 
 @dataclass
@@ -227,10 +283,25 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+# Values quoted in messages are cut short: a YAML alias bomb is tiny as text but huge as a structure.
+_SHORT = reprlib.Repr()  # (Python 3.11's Repr takes no keyword arguments)
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxset = 2, 6, 4, 4
+_SHORT.maxstring = _SHORT.maxother = 80
+
+
+def _show(value: Any) -> str:
+    return _SHORT.repr(value)
+
+
+def _key_name(key: Any) -> str:
+    """A mapping key as messages show it: as is when plain printable text, else its repr ('' or ' x')."""
+    return key if isinstance(key, str) and key and key.isprintable() and key == key.strip() else repr(key)
+
+
 def _convert(value: Any, tp: Any, where: str) -> Any:
     """Check `value` against the annotation `tp` and build dataclasses; raise ConfigError naming `where`."""
     origin = typing.get_origin(tp)
-    bad = ConfigError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}"[:300])
+    bad = ConfigError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {_show(value)}"[:300])
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
@@ -242,7 +313,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         raise bad
     if origin is Literal:
         if value not in typing.get_args(tp):
-            raise ConfigError(f"{where}: {value!r} is not one of {_type_name(tp)}")
+            raise ConfigError(f"{where}: {_show(value)} is not one of {_type_name(tp)}")
         return value
     if origin is list:
         if not isinstance(value, list):
@@ -253,7 +324,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise bad
         _, elem = typing.get_args(tp)
-        return {str(k): _convert(v, elem, f"{where}.{k}") for k, v in value.items()}
+        return {str(k): _convert(v, elem, f"{where}.{_key_name(k)}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise bad
@@ -269,7 +340,13 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer too large for a float
+            number = math.inf
+        if not math.isfinite(number):  # .nan and .inf would only surface mid-sweep, as NaN losses
+            raise ConfigError(f"{where}: {_show(value)} is not a finite number")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise bad
@@ -284,7 +361,7 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     for key in data:
         if key not in fields:
             known = ", ".join(sorted(fields))
-            raise ConfigError(f"{prefix}{key}: unknown key (known keys here: {known})")
+            raise ConfigError(f"{prefix}{_key_name(key)}: unknown key (known keys here: {known})")
     kwargs = {}
     for name, f in fields.items():
         if name in data:
@@ -299,7 +376,10 @@ def _check_ranges(cfg: SweepConfig) -> None:
         if not cond:
             raise ConfigError(f"{key}: {msg}")
 
-    need(bool(cfg.name.strip()) and "/" not in cfg.name, "name", f"{cfg.name!r} must be a non-empty name without '/'")
+    # The name becomes a folder under runs_dir and the feature cache: it must not point elsewhere.
+    need(bool(cfg.name.strip()) and cfg.name.isprintable() and cfg.name not in (".", "..")
+         and not any(c in cfg.name for c in "/\\"), "name",
+         f"{_show(cfg.name)} must be a non-empty printable name without '/' or '\\' (and not '.' or '..')")
     need(cfg.dataset.synth.videos >= 10, "dataset.synth.videos", "must be >= 10 (train/validate/test splits)")
     need(cfg.dataset.min_count >= 1, "dataset.min_count", "must be >= 1")
     need(cfg.dataset.max_caption_len >= 2, "dataset.max_caption_len", "must be >= 2")
@@ -314,9 +394,16 @@ def _check_ranges(cfg: SweepConfig) -> None:
     for key in ("embed_dim", "hidden", "layers"):
         need(getattr(cfg.model, key) >= 1, f"model.{key}", "must be >= 1")
     need(0.0 <= cfg.model.dropout < 1.0, "model.dropout", "must be in [0, 1)")
+    ee = cfg.model.early_exit
+    need(not ee.enabled or cfg.model.layers >= 2, "model.early_exit.enabled",
+         f"needs model.layers >= 2 (an exit head sits after every GRU layer but the last; layers is {cfg.model.layers})")
+    for i, t in enumerate(ee.thresholds):
+        need(0.0 <= t <= 1.0, f"model.early_exit.thresholds[{i}]", f"{t} is outside [0, 1]")
+    need(ee.weight >= 0, "model.early_exit.weight", "must be >= 0")
     need(cfg.training.epochs >= 1, "training.epochs", "must be >= 1")
     need(cfg.training.batch_size >= 1, "training.batch_size", "must be >= 1")
     need(cfg.training.lr > 0, "training.lr", "must be > 0")
+    need(cfg.training.weight_decay >= 0, "training.weight_decay", "must be >= 0 (torch's Adam refuses negative values)")
     need(cfg.training.patience >= 1, "training.patience", "must be >= 1")
     need(len(cfg.distill.mlp.hidden) == 2 and all(h >= 1 for h in cfg.distill.mlp.hidden),
          "distill.mlp.hidden", "must be two positive layer sizes (the paper's MLP has two hidden layers)")
@@ -326,6 +413,8 @@ def _check_ranges(cfg: SweepConfig) -> None:
         need(bool(terms), f"distill.losses.{mode}", "needs at least one loss term")
         for i, t in enumerate(terms):
             need(t.weight >= 0, f"distill.losses.{mode}[{i}].weight", "must be >= 0")
+    need(cfg.distill.temperature > 0, "distill.temperature", "must be > 0")
+    _check_methods(cfg, need)
     need(cfg.decoding.beam_size >= 1, "decoding.beam_size", "must be >= 1")
     need(cfg.decoding.max_len >= 1, "decoding.max_len", "must be >= 1")
     need(bool(cfg.grid.ks) or bool(cfg.grid.seeds), "grid", "empty grid")
@@ -338,6 +427,7 @@ def _check_ranges(cfg: SweepConfig) -> None:
         need(loss in cfg.distill.losses, f"grid.losses[{i}]",
              f"{loss!r} has no entry in distill.losses (known: {', '.join(cfg.distill.losses)})")
     need(cfg.grid.timing.videos >= 1, "grid.timing.videos", "must be >= 1")
+    need(cfg.grid.timing.warmup >= 0, "grid.timing.warmup", "must be >= 0")
     need(cfg.grid.timing.threads >= 1, "grid.timing.threads", "must be >= 1")
     need(cfg.resources.cpu > 0, "resources.cpu", "must be > 0")
     need(cfg.resources.gpu >= 0, "resources.gpu", "must be >= 0")
@@ -352,6 +442,32 @@ def _check_ranges(cfg: SweepConfig) -> None:
             need(len(lo_hi) == 2 and 0 <= lo_hi[0] <= lo_hi[1] < 1, f"tune.space.{key}", "must be [low, high] in [0, 1)")
         need(len(sp.rep_weight) == 2 and 0 < sp.rep_weight[0] <= sp.rep_weight[1], "tune.space.rep_weight",
              "must be [low, high] with 0 < low <= high")
+
+
+def _check_methods(cfg: SweepConfig, need: Any) -> None:
+    """distill.methods: the extra teachers and the mentor must be trainable and distinct."""
+    mt, ms = cfg.distill.methods.multi_teacher, cfg.distill.methods.multi_stage
+    names = [t.name for t in mt.teachers]
+    for i, t in enumerate(mt.teachers):
+        where = f"distill.methods.multi_teacher.teachers[{i}]"
+        need(0.0 < t.k <= 1.0, f"{where}.k", f"{t.k} is outside (0, 1]")
+        need(t.name != "av", where, "the audio-visual teacher at k = 1 is always included; list only the others")
+        need(names.index(t.name) == i, where, f"{t.name!r} is listed twice")
+    if "multi_teacher" in cfg.grid.losses:
+        need(bool(mt.teachers), "distill.methods.multi_teacher.teachers", "needs at least one extra teacher")
+    need(mt.share_encoder_with in (None, "teacher", *names), "distill.methods.multi_teacher.share_encoder_with",
+         f"{_show(mt.share_encoder_with)} is not 'teacher' or an extra teacher ({', '.join(names) or 'none listed'})")
+    need(0.0 < ms.mentor_k < 1.0, "distill.methods.multi_stage.mentor_k", f"{ms.mentor_k} is outside (0, 1)")
+    if "multi_stage" in cfg.grid.losses:
+        too_large = [k for k in cfg.grid.ks if k >= ms.mentor_k]
+        need(not too_large, "distill.methods.multi_stage.mentor_k",
+             f"{ms.mentor_k:g} must be larger than every k of grid.ks that runs multi_stage "
+             f"({', '.join(f'{k:g}' for k in too_large)} is not smaller)")
+    need(bool(ms.mentor_losses), "distill.methods.multi_stage.mentor_losses", "needs at least one loss term")
+    for i, t in enumerate(ms.mentor_losses):
+        need(t.weight >= 0, f"distill.methods.multi_stage.mentor_losses[{i}].weight", "must be >= 0")
+    need(len(ms.aggregate_init) == 2 and all(w > 0 for w in ms.aggregate_init),
+         "distill.methods.multi_stage.aggregate_init", "must be two positive weights: [teacher, mentor]")
 
 
 def parse_sweep(data: Any, source: str = "<dict>") -> SweepConfig:
@@ -372,12 +488,19 @@ def load_sweep(path: str | Path) -> SweepConfig:
         raise ConfigError(f"{path}: no such sweep file")
     try:
         # safe_load: plain data only, never Python object construction.
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{path}:{where}: YAML syntax error: {problem}") from None
+        raise ConfigError(f"{path}:{where} YAML syntax error: {problem}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the sweep file ({err.strerror or err})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nesting is too deep") from None
+    except Exception as err:  # safe_load's constructors raise plain ValueErrors, e.g. for a date 2024-13-45
+        text = str(err).splitlines()[0] if str(err) else ""
+        raise ConfigError(f"{path}: unreadable YAML value ({type(err).__name__}: {text[:160]})") from None
     return parse_sweep(data, str(path))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ REPO = Path(__file__).resolve().parents[1]
 # Tests run on 2 cores next to other work: keep BLAS/torch thread pools small and predictable.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+# Hypothesis keeps its example database in the temp dir, not in the repo.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "avkd-hypothesis"))
 
 
 @pytest.fixture(scope="session")

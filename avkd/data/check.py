@@ -86,8 +86,14 @@ def print_report(report: dict, console: Console | None = None) -> None:
 def cmd_check(args) -> int:
     """Exit 0 even with problem videos (skipped downstream); DataError (exit 2) if the annotations are unusable."""
     # The report lists every annotation issue itself; the loader's warnings would only repeat them.
-    logging.getLogger("avkd.data.msrvtt").setLevel(logging.ERROR)
-    report = check_dataset(args.root)
+    # The level is restored afterwards: cmd_check also runs in-process (tests, other commands).
+    loader_log = logging.getLogger("avkd.data.msrvtt")
+    level = loader_log.level
+    loader_log.setLevel(logging.ERROR)
+    try:
+        report = check_dataset(args.root)
+    finally:
+        loader_log.setLevel(level)
     print_report(report)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

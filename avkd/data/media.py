@@ -35,11 +35,19 @@ class MediaInfo:
     has_audio: bool
 
 
+# FFmpeg error codes decord prints as bare numbers (FFERRTAG values; the sign varies).
+_FFMPEG_ERRORS = {1094995529: "invalid data", 541478725: "end of file"}  # AVERROR_INVALIDDATA, AVERROR_EOF
+
+
 def _short(err: Exception) -> str:
     """decord's messages carry '[10:02:48] /src/x.cc:292: ' prefixes and C++ checks: keep the gist."""
     text = re.sub(r"\[\d\d:\d\d:\d\d\] \S+:\d+: ", "", str(err)).strip()
     text = re.sub(r"Check failed: .*?\(-?\d+ vs\. -?\d+\)\s*", "", text)
     text = text.splitlines()[-1] if text else type(err).__name__
+    # "Error: av_read_frame failed with 1094995529" -> "av_read_frame failed: invalid data"
+    text = re.sub(r"failed with (-?\d+)", lambda m: "failed: " + _FFMPEG_ERRORS.get(abs(int(m.group(1))),
+                                                                                 f"FFmpeg error {m.group(1)}"), text)
+    text = re.sub(r"^Error: ", "", text)
     return text[:160]
 
 
