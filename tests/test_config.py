@@ -79,3 +79,12 @@ def test_missing_file_and_non_mapping(tmp_path):
 def test_flat_params_are_dotted():
     flat = parse_sweep({"name": "x"}).flat()
     assert flat["model.hidden"] == 512 and flat["grid.timing.videos"] == 100
+
+
+def test_unknown_loss_name_fails_before_any_work():
+    from avkd.sweep.driver import check_loss_names
+
+    cfg = parse_sweep({"name": "x", "distill": {"losses": {"rep": [{"name": "rep_l2"}], "rep+ce": [{"name": "ce"}]}}})
+    with pytest.raises(ConfigError, match=r"^f.yaml: distill.losses.rep\[0\].name: unknown loss 'rep_l2'"):
+        check_loss_names(cfg, "f.yaml")
+    check_loss_names(parse_sweep({"name": "x"}), "f.yaml")  # the defaults are known losses

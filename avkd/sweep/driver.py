@@ -354,8 +354,21 @@ def _print_summary(outcome: SweepOutcome, seconds: float) -> None:
         console.print(f"   [yellow]not run[/] {name}: {why}")
 
 
+def check_loss_names(cfg: SweepConfig, source: str) -> None:
+    """Unknown loss names fail here, before any work, not mid-sweep inside a trial."""
+    from avkd.errors import ConfigError
+    from avkd.training.losses import LOSSES
+
+    for mode in cfg.grid.losses:
+        for i, term in enumerate(cfg.distill.losses[mode]):
+            if term.name not in LOSSES:
+                raise ConfigError(f"{source}: distill.losses.{mode}[{i}].name: unknown loss {term.name!r} "
+                                  f"(known: {', '.join(sorted(LOSSES))})")
+
+
 def cmd_sweep(args) -> int:
     cfg = load_sweep(args.sweep)
+    check_loss_names(cfg, args.sweep)
     if not os.isatty(1):
         os.environ.setdefault("COLUMNS", "160")  # rich tables in logs: wide enough to read
     # Ray Tune's own console output (experiment banners, TensorBoard hints) is off: we print one
