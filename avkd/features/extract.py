@@ -1,0 +1,497 @@
+"""Feature extraction for the teacher (k=1) and the students (k<1): what the sweep driver calls.
+
+Per video and variant k:
+    visual latent = mean over frame_indices(N, k, max_frames) of Inception-v3 frame features
+    audio latent  = Cnn14 embedding of the log-mel spectrogram time-pooled to ceil(k*T) frames (SimPF)
+Pipeline: a thread pool of `workers` decodes videos ahead of the model (bounded prefetch; decoding
+and resizing release the GIL); the main thread batches frames across videos (`batch_frames` per
+Inception forward) and runs Cnn14 per clip. Everything goes through the shared FeatureCache, so a
+variant already extracted costs no decoding and no forward pass. A video that cannot be decoded is
+recorded in `errors` and skipped; the batch goes on.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+import torch.nn as nn
+from rich.console import Console
+
+from avkd.config import FeatureConfig, SweepConfig, load_sweep
+from avkd.data import media
+from avkd.errors import AvkdError, DataError, MediaError
+from avkd.features import audio as audio_mod
+from avkd.features import visual as visual_mod
+from avkd.features import weights as weights_mod
+from avkd.features.cache import FeatureCache, VisualEntry, atomic_savez, video_key
+from avkd.features.sampling import frame_indices
+
+log = logging.getLogger(__name__)
+console = Console(stderr=True)
+REPO = Path(__file__).resolve().parents[2]
+
+MAX_SIDE = 4096  # larger frames are refused (one 8K frame is ~100 MB decoded)
+DECODE_CHUNK_BYTES = 64 << 20  # frames are decoded in chunks of about this many bytes
+# BatchNorm re-estimation of random weights: a seeded sample of train videos (see weights.py).
+CALIBRATION_VIDEOS = 16
+CALIBRATION_FRAMES = 8  # per video, uniformly spaced
+CALIBRATION_RECIPE = "v1"  # bump when the recipe changes: the cached re-estimated weights are keyed on it
+
+
+def resolve(path: str | Path) -> Path:
+    """Relative paths in a sweep file are relative to the repo root."""
+    p = Path(path)
+    return p if p.is_absolute() else REPO / p
+
+
+# ---- the result ----------------------------------------------------------------------------------
+
+@dataclass
+class LatentTable:
+    """One feature variant (teacher k=1.0, or a student k) for a list of videos."""
+
+    k: float
+    pool: str
+    video_ids: list[str]
+    audio: np.ndarray  # (N, 2048) float32: time-mean Cnn14 embedding
+    visual: np.ndarray  # (N, 2048) float32: mean of the selected frames' Inception features
+    no_audio: list[str] = field(default_factory=list)  # clip had no audio stream (silence was used)
+    errors: list[dict] = field(default_factory=list)  # [{"video_id", "path", "reason"}], excluded
+    weights: dict = field(default_factory=dict)  # {"inception": "pretrained"|"random", "cnn14": ..., "fingerprint": ...}
+
+    def save(self, path: str | Path) -> None:
+        """One .npz (arrays + a JSON string), written atomically."""
+        meta = {"k": self.k, "pool": self.pool, "no_audio": self.no_audio, "errors": self.errors, "weights": self.weights}
+        atomic_savez(Path(path), video_ids=np.array(self.video_ids, dtype=str),
+                     audio=self.audio.astype(np.float32), visual=self.visual.astype(np.float32),
+                     meta=np.array(json.dumps(meta)))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LatentTable":
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                return cls(k=float(meta["k"]), pool=meta["pool"], video_ids=[str(v) for v in data["video_ids"]],
+                           audio=data["audio"], visual=data["visual"], no_audio=meta["no_audio"],
+                           errors=meta["errors"], weights=meta["weights"])
+        except (OSError, ValueError, KeyError) as err:
+            raise DataError(f"{path}: not a readable latent table ({type(err).__name__}: {err})") from None
+
+
+# ---- the extractors (weights loaded once per process) ---------------------------------------------
+
+@dataclass
+class Extractors:
+    inception: nn.Module
+    cnn14: nn.Module
+    status: dict[str, str]  # {"inception": "pretrained" | "random", "cnn14": ...}
+    fingerprints: dict[str, str]
+    device: torch.device
+
+    def weights_info(self) -> dict[str, str]:
+        return {**self.status, "fingerprint": f"{self.fingerprints['inception']}-{self.fingerprints['cnn14']}"}
+
+
+_LOADED: dict[tuple, Extractors] = {}
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise AvkdError(f"features.device: {name!r} but no CUDA device is available")
+    return torch.device(name)
+
+
+def get_extractors(dataset, fcfg: FeatureConfig) -> Extractors:
+    """Inception-v3 + Cnn14 for this config (pretrained, or seeded random with re-estimated BN), cached per process."""
+    w = fcfg.weights
+    key = (fcfg.image_size, w.require_pretrained, w.inception, w.cnn14, w.seed, fcfg.device,
+           str(resolve(fcfg.cache_dir)), str(getattr(dataset, "root", "")))
+    if key in _LOADED:
+        return _LOADED[key]
+    device = pick_device(fcfg.device)
+    weights_dir = resolve(fcfg.cache_dir) / "weights"
+    sample: list | None = None
+
+    def calibration_sample() -> list:
+        nonlocal sample
+        if sample is None:
+            sample = _calibration_candidates(dataset, w.seed)
+        return sample
+
+    def calib_id(kind: str) -> str:
+        ids = [video_key(v.path) for v in calibration_sample()]
+        blob = json.dumps([kind, CALIBRATION_RECIPE, CALIBRATION_VIDEOS, CALIBRATION_FRAMES, ids])
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def calibrated(kind: str, suffix: str = "") -> Path:
+        if weights_mod.find_checkpoint(kind, w) is not None:
+            return weights_dir / "unused"  # pretrained: nothing is re-estimated
+        return weights_dir / f"{kind}-seed{w.seed}{suffix}-{calib_id(kind)}.pt"
+
+    inception, inc_status, inc_fp = weights_mod.prepare(
+        "inception", visual_mod.new_inception, w, calibrated("inception", f"-s{fcfg.image_size}"),
+        lambda model: _calibrate_inception(model, calibration_sample(), fcfg.image_size, fcfg.batch_frames))
+    cnn14, cnn_status, cnn_fp = weights_mod.prepare(
+        "cnn14", audio_mod.new_cnn14, w, calibrated("cnn14"),
+        lambda model: _calibrate_cnn14(model, calibration_sample(), fcfg.sample_rate))
+    ext = Extractors(inception.to(device), cnn14.to(device), {"inception": inc_status, "cnn14": cnn_status},
+                     {"inception": inc_fp, "cnn14": cnn_fp}, device)
+    _LOADED[key] = ext
+    return ext
+
+
+def _calibration_candidates(dataset, seed: int) -> list:
+    """A seeded sample of train videos for the BN re-estimation (which takes the first usable ones).
+
+    Ordered by a hash of (seed, video id) rather than a shuffle of the whole list, so adding or
+    removing other videos rarely changes the sample (and with it the weights and every cache key)."""
+    train = [v for v in dataset.split("train") if v.path is not None and Path(v.path).is_file()]
+    if not train:
+        raise DataError(f"{getattr(dataset, 'root', 'dataset')}: no train video files to re-estimate the "
+                        "BatchNorm statistics of random extractor weights")
+    train.sort(key=lambda v: hashlib.sha256(f"{seed}:{v.video_id}".encode()).hexdigest())
+    return train[: 2 * CALIBRATION_VIDEOS]
+
+
+def _calibrate_inception(model: nn.Module, videos: list, image_size: int, batch: int) -> None:
+    frames, used = [], 0
+    for v in videos:
+        if used == CALIBRATION_VIDEOS:
+            break
+        try:
+            n = media.probe(v.path).num_frames
+            frames.append(visual_mod.resize_frames(media.read_frames(v.path, frame_indices(n, 1.0, CALIBRATION_FRAMES)),
+                                                   image_size))
+            used += 1
+        except MediaError:
+            continue
+    if not frames:
+        raise DataError("no decodable train video to re-estimate Inception-v3's BatchNorm statistics")
+    x = torch.cat(frames)
+    device = next(model.parameters()).device
+    for i in range(0, len(x), min(batch, 32)):
+        model(visual_mod.normalize(x[i:i + min(batch, 32)].to(device)))
+
+
+def _calibrate_cnn14(model: nn.Module, videos: list, sample_rate: int) -> None:
+    used = 0
+    device = next(model.parameters()).device
+    for v in videos:
+        if used == CALIBRATION_VIDEOS:
+            break
+        try:
+            wave, has_audio = media.read_audio(v.path, sample_rate)
+        except MediaError:
+            continue
+        if not has_audio or len(wave) == 0:
+            continue  # silence would pull bn0's statistics to -100 dB
+        audio_mod.conv_body(model, audio_mod.pooled_inputs(model, torch.from_numpy(wave).to(device), [1.0], "spectral")[0])
+        used += 1
+    if used == 0:
+        raise DataError("no train video with audio to re-estimate Cnn14's BatchNorm statistics")
+
+
+# ---- one video -------------------------------------------------------------------------------------
+
+@dataclass
+class _Job:
+    """One video's work: what the cache already has, what to decode, what the models produce."""
+
+    video_id: str
+    path: Path
+    vkey: str
+    visual: VisualEntry | None  # cached per-frame features (None: nothing cached)
+    audio: dict[float, tuple[np.ndarray, bool, int]]  # k -> cached (embedding, has_audio, frames)
+    missing_audio: list[float]  # ks whose audio embedding must be computed
+    new_idx: list[int] | None = None  # frames to run through Inception (None: probe to find out)
+    num_frames: int = 0
+    frames: torch.Tensor | None = None  # uint8 (len(new_idx), 3, S, S), decoded in a worker
+    wave: np.ndarray | None = None
+    has_audio: bool = True
+    error: str | None = None
+    outputs: list[torch.Tensor] = field(default_factory=list)  # Inception features of `frames`, in order
+    rows_taken: int = 0
+
+
+def _plan(video_id: str, path: Path, cache: FeatureCache, ks: list[float], fcfg: FeatureConfig, rebuild: bool) -> _Job:
+    vkey = video_key(path)
+    entry = None if rebuild else cache.load_visual(vkey)
+    cached_audio = {} if rebuild else {k: a for k in ks if (a := cache.load_audio(vkey, k)) is not None}
+    job = _Job(video_id, path, vkey, entry, cached_audio, [k for k in ks if k not in cached_audio])
+    if entry is not None:
+        job.num_frames = entry.num_frames
+        have = set(entry.indices.tolist())
+        job.new_idx = [i for i in frame_indices(entry.num_frames, 1.0, fcfg.max_frames) if i not in have]
+    return job
+
+
+def _decode(job: _Job, fcfg: FeatureConfig) -> _Job:
+    """Worker thread: probe, decode the missing frames (resized, uint8) and, if needed, the audio."""
+    try:
+        if job.new_idx is None or job.new_idx:
+            info = media.probe(job.path)
+            if info.width > MAX_SIDE or info.height > MAX_SIDE:
+                raise MediaError(str(job.path), f"resolution {info.width}x{info.height} is larger than {MAX_SIDE} px")
+            job.num_frames = info.num_frames
+            if job.new_idx is None:
+                # every student frame is one of the teacher's: decode those once for all ks
+                job.new_idx = frame_indices(info.num_frames, 1.0, fcfg.max_frames)
+            chunk = max(1, DECODE_CHUNK_BYTES // (info.width * info.height * 3))
+            parts = [visual_mod.resize_frames(media.read_frames(job.path, job.new_idx[i:i + chunk]), fcfg.image_size)
+                     for i in range(0, len(job.new_idx), chunk)]
+            job.frames = torch.cat(parts)
+        if job.missing_audio:
+            job.wave, job.has_audio = media.read_audio(job.path, fcfg.sample_rate)
+    except MediaError as err:
+        job.error = err.reason
+    except Exception as err:  # one odd file must not stop the batch: record why and go on
+        job.error = f"{type(err).__name__}: {err}"[:300]
+    return job
+
+
+def _prefetch(pool: ThreadPoolExecutor, jobs: list[_Job], fcfg: FeatureConfig, depth: int) -> Iterator[_Job]:
+    """Decoded jobs in order, with at most `depth` videos decoding or decoded ahead of the consumer."""
+    pending: deque = deque()
+    it = iter(jobs)
+    for job in it:
+        pending.append(pool.submit(_decode, job, fcfg))
+        if len(pending) >= depth:
+            break
+    while pending:
+        done = pending.popleft().result()
+        nxt = next(it, None)
+        if nxt is not None:
+            pending.append(pool.submit(_decode, nxt, fcfg))
+        yield done
+
+
+class _FrameBatcher:
+    """Collects frames across videos and runs Inception on full batches of `batch` frames."""
+
+    def __init__(self, ext: Extractors, batch: int):
+        self.ext, self.batch = ext, batch
+        self.queue: deque[_Job] = deque()
+        self.rows = 0
+        self.forwards = 0
+
+    def add(self, job: _Job) -> list[_Job]:
+        self.queue.append(job)
+        self.rows += len(job.frames) - job.rows_taken
+        finished = []
+        while self.rows >= self.batch:
+            finished += self._run(self.batch)
+        return finished
+
+    def flush(self) -> list[_Job]:
+        return self._run(self.rows) if self.rows else []
+
+    @torch.inference_mode()
+    def _run(self, n: int) -> list[_Job]:
+        parts, owners = [], []
+        while n > 0:
+            job = self.queue[0]
+            take = min(n, len(job.frames) - job.rows_taken)
+            parts.append(job.frames[job.rows_taken:job.rows_taken + take])
+            owners.append((job, take))
+            job.rows_taken += take
+            n -= take
+            self.rows -= take
+            if job.rows_taken == len(job.frames):
+                self.queue.popleft()
+        feats = visual_mod.embed_frames(self.ext.inception, torch.cat(parts), self.batch)
+        self.forwards += 1
+        finished, start = [], 0
+        for job, take in owners:
+            job.outputs.append(feats[start:start + take])
+            start += take
+            if job.rows_taken == len(job.frames) and sum(len(o) for o in job.outputs) == len(job.frames):
+                finished.append(job)
+        return finished
+
+
+@torch.inference_mode()
+def _audio_embeddings(ext: Extractors, job: _Job, fcfg: FeatureConfig) -> None:
+    """Cnn14 at every missing k for one decoded clip (one log-mel, pooled per k)."""
+    wave = torch.from_numpy(job.wave).to(ext.device)
+    inputs = audio_mod.pooled_inputs(ext.cnn14, wave, job.missing_audio, fcfg.audio_pool, job.video_id)
+    embs = audio_mod.embed_inputs(ext.cnn14, inputs, fcfg.batch_audio)
+    for k, x, e in zip(job.missing_audio, inputs, embs):
+        job.audio[k] = (e.float().cpu().numpy(), job.has_audio, int(x.shape[-2]))
+
+
+# ---- many videos, many variants ---------------------------------------------------------------------
+
+def extract_variants(dataset, fcfg: FeatureConfig, ks: Iterable[float], video_ids: list[str] | None = None,
+                     progress: bool = True, rebuild: bool = False,
+                     extractors: Extractors | None = None) -> dict[float, LatentTable]:
+    """Latent tables for the teacher (k=1.0, always included) and every k, from/into the shared cache.
+
+    `video_ids`: default every usable video of every split. `rebuild`: ignore existing cache entries
+    and overwrite them. `extractors`: already loaded models (default: get_extractors(dataset, fcfg))."""
+    ks_all = sorted({1.0, *(float(k) for k in ks)}, reverse=True)
+    if video_ids is None:  # every usable video (file found, captioned) of every split
+        video_ids = [v.video_id for split in ("train", "validate", "test") for v in dataset.split(split)]
+    ids = list(dict.fromkeys(video_ids))
+    ext = extractors or get_extractors(dataset, fcfg)
+    cache = FeatureCache(resolve(fcfg.cache_dir), ext.fingerprints["inception"], ext.fingerprints["cnn14"],
+                         fcfg.image_size, fcfg.sample_rate, fcfg.audio_pool)
+    t0 = time.time()
+    errors: dict[str, dict] = {}
+    done: dict[str, _Job] = {}
+    todo: list[_Job] = []
+    for vid in ids:
+        video = dataset.videos.get(vid)
+        path = Path(video.path) if video is not None and video.path is not None else None
+        if video is None or path is None or not path.is_file():
+            why = "not in the dataset" if video is None else "video file not found"
+            errors[vid] = {"video_id": vid, "path": str(path) if path else None, "reason": why}
+            continue
+        job = _plan(vid, path, cache, ks_all, fcfg, rebuild)
+        if job.new_idx == [] and not job.missing_audio:
+            done[vid] = job
+        else:
+            todo.append(job)
+
+    batcher = _FrameBatcher(ext, fcfg.batch_frames)
+    with _progress(progress, len(ids)) as bar:
+        bar.advance(len(done) + len(errors))
+
+        def finish(job: _Job) -> None:
+            feats = torch.cat(job.outputs).numpy().astype(np.float16) if job.outputs else None
+            job.frames, job.outputs = None, []
+            bar.advance(1)
+            if (feats is not None and not np.isfinite(feats).all()) or not all(
+                    np.isfinite(job.audio[k][0]).all() for k in job.missing_audio):
+                errors[job.video_id] = {"video_id": job.video_id, "path": str(job.path),
+                                        "reason": "the extractors gave non-finite features (not cached)"}
+                return
+            if feats is not None:
+                base = job.visual or VisualEntry(job.num_frames, np.zeros(0, np.int64), np.zeros((0, 2048), np.float16))
+                job.visual = base.merged(job.new_idx, feats)
+                cache.save_visual(job.vkey, job.visual)
+            for k in job.missing_audio:
+                cache.save_audio(job.vkey, k, *job.audio[k])
+            done[job.video_id] = job
+
+        with ThreadPoolExecutor(max_workers=fcfg.workers, thread_name_prefix="avkd-decode") as pool:
+            for job in _prefetch(pool, todo, fcfg, depth=2 * fcfg.workers):
+                if job.error is not None:
+                    errors[job.video_id] = {"video_id": job.video_id, "path": str(job.path), "reason": job.error}
+                    bar.advance(1)
+                    continue
+                if job.missing_audio:
+                    _audio_embeddings(ext, job, fcfg)
+                    job.wave = None
+                if job.frames is None or not len(job.frames):
+                    finish(job)
+                else:
+                    for finished in batcher.add(job):
+                        finish(finished)
+            for finished in batcher.flush():
+                finish(finished)
+
+    tables = _tables(ids, done, errors, ks_all, fcfg, ext)
+    _print_summary(len(ids), len(todo), errors, tables[1.0].no_audio, time.time() - t0, batcher.forwards)
+    return tables
+
+
+def _tables(ids, done, errors, ks, fcfg, ext) -> dict[float, LatentTable]:
+    tables = {}
+    ok = [vid for vid in ids if vid in done and vid not in errors]
+    for k in sorted(ks):
+        vis, aud, no_audio = [], [], []
+        for vid in ok:
+            job = done[vid]
+            idx = frame_indices(job.visual.num_frames, k, fcfg.max_frames)
+            vis.append(job.visual.lookup(idx).astype(np.float32).mean(axis=0))
+            emb, has_audio, _ = job.audio[k]
+            aud.append(emb)
+            if not has_audio:
+                no_audio.append(vid)
+        empty = np.zeros((0, visual_mod.FEATURE_DIM), np.float32)
+        tables[k] = LatentTable(k=k, pool=fcfg.audio_pool, video_ids=list(ok),
+                                audio=np.stack(aud).astype(np.float32) if aud else empty,
+                                visual=np.stack(vis).astype(np.float32) if vis else empty,
+                                no_audio=no_audio, errors=[errors[v] for v in ids if v in errors],
+                                weights=ext.weights_info())
+    return tables
+
+
+def _progress(enabled: bool, total: int):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    class _Bar:
+        def __init__(self):
+            self.p = Progress(TextColumn("features"), BarColumn(), MofNCompleteColumn(),
+                              TextColumn("{task.fields[rate]}"),
+                              TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                              console=console, disable=not enabled, transient=False)
+            self.t0 = time.time()
+            self.n = 0
+
+        def __enter__(self):
+            self.p.__enter__()
+            self.task = self.p.add_task("features", total=total, rate="")
+            return self
+
+        def advance(self, n: int) -> None:
+            self.n += n
+            rate = self.n / max(1e-9, time.time() - self.t0)
+            self.p.update(self.task, advance=n, rate=f"{rate:.2f} videos/s")
+
+        def __exit__(self, *exc):
+            return self.p.__exit__(*exc)
+
+    return _Bar()
+
+
+def _print_summary(total: int, extracted: int, errors: dict, no_audio: list, seconds: float, forwards: int) -> None:
+    console.print(f"features: {total} videos, {total - extracted} complete in the cache, {extracted} decoded, "
+                  f"{len(no_audio)} without audio (silence used), {len(errors)} failed; "
+                  f"{forwards} Inception batches; {seconds:.1f} s")
+    for e in list(errors.values())[:10]:
+        console.print(f"  [red]skipped[/] {e['video_id']} ({e['path']}): {e['reason']}")
+    if len(errors) > 10:
+        console.print(f"  ... and {len(errors) - 10} more (see the extraction errors artifact)")
+
+
+# ---- CLI -----------------------------------------------------------------------------------------------
+
+def load_dataset(cfg: SweepConfig):
+    """The sweep's dataset; a synthetic one is generated first when its folder is missing."""
+    from avkd.data.msrvtt import load_msrvtt
+
+    root = resolve(cfg.dataset.root)
+    if cfg.dataset.kind == "synth" and not root.exists():
+        from avkd.data.synth import generate
+
+        console.print(f">> generating the synthetic corpus ({cfg.dataset.synth.videos} clips) in {root}")
+        generate(root, videos=cfg.dataset.synth.videos, seed=cfg.dataset.synth.seed)
+    elif not root.exists():
+        raise DataError(f"dataset.root: {root} does not exist")
+    return load_msrvtt(root, max_videos=cfg.dataset.max_videos)
+
+
+def cmd_features(args) -> int:
+    """`python -m avkd features --sweep X.yaml [--rebuild]`."""
+    cfg = load_sweep(args.sweep)
+    dataset = load_dataset(cfg)
+    tables = extract_variants(dataset, cfg.features, cfg.grid.ks, rebuild=args.rebuild)
+    out = resolve(cfg.features.cache_dir) / "tables" / cfg.name
+    for k, table in sorted(tables.items()):
+        table.save(out / f"latents-k{k:g}.npz")
+    t = tables[1.0]
+    print(f"{len(t.video_ids)} videos x {len(tables)} variants (k = {', '.join(f'{k:g}' for k in sorted(tables))}); "
+          f"weights {t.weights}; tables in {out}")
+    return 0

@@ -1,0 +1,206 @@
+"""Extractor weights: a local pretrained checkpoint if there is one, else seeded random weights.
+
+Checkpoints are only ever read (never downloaded, never written): the path in the sweep file, else
+the usual places. Without one (and `require_pretrained: false`) the extractor gets seeded random
+weights, with a loud warning, and its BatchNorm running statistics are re-estimated on a fixed
+sample of the dataset's train videos: freshly initialised BN statistics (mean 0, var 1) are far
+from the real activations, so eval-mode features would be badly scaled or collapsed. The
+re-estimated state dict is saved in the feature cache (first writer wins) and every process then
+loads that same file, so the teacher and every student, in every trial, see identical weights.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+import torch.nn as nn
+
+from avkd.config import WeightsConfig
+from avkd.errors import WeightsError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILES = {"inception": "inception_v3_google-0cc3c7bd.pth", "cnn14": "Cnn14_mAP=0.431.pth"}
+_warned: set[str] = set()
+
+
+def usual_paths(kind: str) -> list[Path]:
+    """Where torchvision / panns_inference would have put the checkpoint (read-only here)."""
+    name = CHECKPOINT_FILES[kind]
+    if kind == "cnn14":
+        return [Path.home() / "panns_data" / name]
+    roots = [Path(os.environ["TORCH_HOME"])] if os.environ.get("TORCH_HOME") else []
+    if os.environ.get("XDG_CACHE_HOME"):
+        roots.append(Path(os.environ["XDG_CACHE_HOME"]) / "torch")
+    roots.append(Path.home() / ".cache" / "torch")
+    return [root / "hub" / "checkpoints" / name for root in roots]
+
+
+def find_checkpoint(kind: str, wcfg: WeightsConfig) -> Path | None:
+    """The configured checkpoint (which must exist), else the first usual path that exists, else None.
+
+    Raises WeightsError naming every path looked at when `require_pretrained` and none is found."""
+    configured = getattr(wcfg, kind)
+    if configured:
+        path = Path(configured).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"features.weights.{kind}: checkpoint {path} does not exist")
+        return path
+    looked = usual_paths(kind)
+    for path in looked:
+        if path.is_file():
+            return path
+    if wcfg.require_pretrained:
+        raise WeightsError(f"no {kind} checkpoint found (looked at {', '.join(map(str, looked))}); set "
+                           f"features.weights.{kind} to a local copy of {CHECKPOINT_FILES[kind]}")
+    return None
+
+
+def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a .pth file (weights_only): PANNs' {"model": ...} unwrapped, AuxLogits.* dropped."""
+    if path.stat().st_size == 0:
+        raise WeightsError(f"{path}: empty file (0 bytes; a failed download?)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle/zip errors come in many types; all mean the same to a user
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {str(err)[:120]})") from None
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path}: expected a state dict, found {type(state).__name__}")
+    # Saved with aux_logits=True (torchvision's file is): the auxiliary classifier is not used here.
+    return {k: v for k, v in state.items() if not k.startswith("AuxLogits.")}
+
+
+def load_into(model: nn.Module, state: dict[str, torch.Tensor], path: Path | str) -> None:
+    """Strict load; a mismatch is a WeightsError naming the file and the first differing keys."""
+    if isinstance(getattr(model, "fc", None), nn.Identity):  # Inception's classifier is not used here
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise WeightsError(f"{path}: does not match the model (missing {result.missing_keys[:3]}, "
+                           f"unexpected {result.unexpected_keys[:3]})")
+
+
+def state_fingerprint(state: dict[str, torch.Tensor]) -> str:
+    """sha256 of the state dict (names, dtypes, shapes, values): the weights' identity in cache keys."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def seeded(factory: Callable[[], nn.Module], seed: int) -> nn.Module:
+    """Build a model from `seed` without disturbing the caller's global RNG state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return factory()
+
+
+def warn_random(kind: str, looked: Iterable[Path]) -> None:
+    """Loud, once per process and extractor: results with random weights are not the paper's."""
+    if kind in _warned:
+        return
+    _warned.add(kind)
+    msg = (f"WARNING: no pretrained {kind} checkpoint ({CHECKPOINT_FILES[kind]}) found at "
+           f"{', '.join(map(str, looked))}: using SEEDED RANDOM {kind} weights with re-estimated BatchNorm "
+           f"statistics. Features are reproducible but not ImageNet/AudioSet features; set "
+           f"features.weights.{kind} (or require_pretrained: true) for paper-like results.")
+    log.info(msg)  # for log files; the terminal gets it once, below
+    print(msg, file=sys.stderr, flush=True)
+
+
+@torch.no_grad()
+def reestimate_bn(model: nn.Module, run: Callable[[nn.Module], None]) -> None:
+    """Replace every BatchNorm's running mean/var by the average over the batches `run` feeds the model.
+
+    Only the BN layers switch to train mode (dropout stays off); momentum=None makes the running
+    statistics a plain cumulative average over batches instead of an exponential one."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    try:
+        run(model)
+    finally:
+        for m, momentum in zip(bns, saved):
+            m.momentum = momentum
+        model.eval()
+
+
+def save_first_writer_wins(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Write `state` to `path` unless another process got there first (then theirs is kept).
+
+    The file is complete before it appears under its name (temp file + hard link), so a reader never
+    sees half a file and concurrent writers never replace a file someone may already be using."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(tmp)
+
+
+def prepare(kind: str, factory: Callable[[], nn.Module], wcfg: WeightsConfig, calibrated_path: Path,
+            calibrate: Callable[[nn.Module], None]) -> tuple[nn.Module, str, str]:
+    """(model in eval mode, "pretrained" | "random", fingerprint) for one extractor.
+
+    `calibrated_path`: where the re-estimated random weights live in the cache (its name must encode
+    everything they depend on); `calibrate(model)` feeds the calibration batches (random case only)."""
+    checkpoint = find_checkpoint(kind, wcfg)
+    model = factory() if checkpoint else seeded(factory, wcfg.seed)
+    if checkpoint:
+        load_into(model, load_checkpoint(checkpoint), checkpoint)
+        status = "pretrained"
+    else:
+        warn_random(kind, usual_paths(kind))
+        status = "random"
+        state = _load_cached(calibrated_path)
+        if state is None:
+            reestimate_bn(model, calibrate)
+            if not all_finite(model.state_dict()):
+                raise WeightsError(f"{kind}: re-estimated BatchNorm statistics are not finite (a calibration "
+                                   "clip with non-finite samples?); nothing was cached, rerun to retry")
+            save_first_writer_wins(model.state_dict(), calibrated_path)
+            # Use the file, also right after writing it: if another process won the race, its
+            # (equivalent but maybe not bit-identical) weights are what every cache entry refers to.
+            state = load_checkpoint(calibrated_path)
+        load_into(model, state, calibrated_path)
+    model.eval()
+    return model, status, state_fingerprint(model.state_dict())
+
+
+def _load_cached(path: Path) -> dict[str, torch.Tensor] | None:
+    """The cached re-estimated weights, or None when absent or unreadable (then they are redone)."""
+    if not path.is_file():
+        return None
+    try:
+        state = load_checkpoint(path)
+        if all_finite(state):
+            return state
+        log.warning("%s: cached weights hold non-finite values; re-estimating", path)
+    except WeightsError as err:
+        log.warning("%s; re-estimating", err)
+    path.unlink(missing_ok=True)
+    return None
+
+
+def all_finite(state: dict[str, torch.Tensor]) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in state.values() if t.is_floating_point())

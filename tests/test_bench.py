@@ -1,0 +1,56 @@
+"""Table II benchmark: per-variant timing on real test clips, result layout, CLI JSON output."""
+import json
+from argparse import Namespace
+
+import pytest
+import torch
+import yaml
+
+from avkd.config import parse_sweep
+from avkd.features.bench import cmd_bench, measure_throughput, run_benchmark
+
+
+@pytest.fixture(scope="module")
+def cfg(tiny_corpus, tmp_path_factory):
+    return parse_sweep({
+        "name": "bench-test",
+        "dataset": {"kind": "msrvtt", "root": str(tiny_corpus)},
+        "features": {"image_size": 75, "batch_frames": 16, "workers": 1,
+                     "cache_dir": str(tmp_path_factory.getbasetemp() / "avkd-feature-cache")},
+        "grid": {"ks": [0.2, 0.6], "timing": {"videos": 2, "warmup": 1, "threads": 1, "seed": 0}},
+    })
+
+
+def test_run_benchmark_layout_and_frame_counts(cfg):
+    threads = torch.get_num_threads()
+    r = run_benchmark(cfg)
+    assert torch.get_num_threads() == threads  # restored
+    assert r["videos"] == 2 and r["threads"] == 1 and r["device"] == "cpu" and r["image_size"] == 75
+    assert r["weights"]["inception"] == "random" and r["weights"]["fingerprint"]
+    assert [v["k"] for v in r["variants"]] == [1.0, 0.6, 0.2]
+    teacher, k06, k02 = r["variants"]
+    assert teacher["name"] == "teacher" and teacher["extract_reduction_pct"] == 0.0
+    for v in r["variants"]:
+        assert 0 < v["extract_mean_s"] < v["e2e_mean_s"] and v["extract_std_s"] >= 0
+        assert v["extract_reduction_pct"] == pytest.approx(100 * (1 - v["extract_mean_s"] / teacher["extract_mean_s"]))
+        assert v["e2e_reduction_pct"] == pytest.approx(100 * (1 - v["e2e_mean_s"] / teacher["e2e_mean_s"]))
+    # the students really look at fewer frames (ceil(k*N)) and shorter spectrograms
+    assert teacher["frames_mean"] > k06["frames_mean"] > k02["frames_mean"] >= 1
+    assert k02["frames_mean"] <= 0.2 * teacher["frames_mean"] + 1
+    assert teacher["audio_frames_mean"] > k06["audio_frames_mean"] > k02["audio_frames_mean"] >= 32
+
+
+def test_cmd_bench_writes_json(cfg, tmp_path):
+    sweep = tmp_path / "bench.yaml"
+    sweep.write_text(yaml.safe_dump(cfg.to_dict()))
+    out = tmp_path / "t.json"
+    assert cmd_bench(Namespace(sweep=str(sweep), videos=1, json=str(out), no_mlflow=True)) == 0
+    data = json.loads(out.read_text())
+    assert data["videos"] == 1 and len(data["variants"]) == 3
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_throughput_measurement(cfg):
+    r = measure_throughput(cfg, videos=2, repeats=1)
+    assert r["frames"] > 0 and r["pipeline_fps"] > 0 and r["bare_forward_fps"] > 0
+    assert r["ratio"] == pytest.approx(r["pipeline_fps"] / r["bare_forward_fps"])
