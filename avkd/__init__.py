@@ -6,4 +6,8 @@ __version__ = "0.1.0"
 
 # matplotlib (imported by panns_inference and the report figures) writes a font cache to ~ unless
 # told otherwise; the harness writes only inside the repo's own folders.
+# OpenMP threads that spin while waiting made Inception-v3 ~5x slower on an oversubscribed CPU
+# (several trials/processes on 2 cores); passive waiting costs little on a quiet machine. Must be
+# set before torch loads its OpenMP runtime: `import avkd` comes first in every entry point.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 _os.environ.setdefault("MPLCONFIGDIR", str(_Path(__file__).resolve().parents[1] / "cache" / "matplotlib"))

@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Tests run on 2 cores next to other work: keep BLAS/torch thread pools small and predictable.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see avkd/__init__.py
 # Hypothesis keeps its example database in the temp dir, not in the repo.
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "avkd-hypothesis"))
 

@@ -363,14 +363,15 @@ def extract_variants(dataset, fcfg: FeatureConfig, ks: Iterable[float], video_id
         else:
             todo.append(job)
 
+    cached = len(done)
     batcher = _FrameBatcher(ext, fcfg.batch_frames)
-    with _progress(progress, len(ids)) as bar:
-        bar.advance(len(done) + len(errors))
+    with _ProgressBar(progress, len(ids)) as bar:
+        bar.skip(len(done) + len(errors))
 
         def finish(job: _Job) -> None:
             feats = torch.cat(job.outputs).numpy().astype(np.float16) if job.outputs else None
             job.frames, job.outputs = None, []
-            bar.advance(1)
+            bar.advance()
             if (feats is not None and not np.isfinite(feats).all()) or not all(
                     np.isfinite(job.audio[k][0]).all() for k in job.missing_audio):
                 errors[job.video_id] = {"video_id": job.video_id, "path": str(job.path),
@@ -388,7 +389,7 @@ def extract_variants(dataset, fcfg: FeatureConfig, ks: Iterable[float], video_id
             for job in _prefetch(pool, todo, fcfg, depth=2 * fcfg.workers):
                 if job.error is not None:
                     errors[job.video_id] = {"video_id": job.video_id, "path": str(job.path), "reason": job.error}
-                    bar.advance(1)
+                    bar.advance()
                     continue
                 if job.missing_audio:
                     _audio_embeddings(ext, job, fcfg)
@@ -402,7 +403,7 @@ def extract_variants(dataset, fcfg: FeatureConfig, ks: Iterable[float], video_id
                 finish(finished)
 
     tables = _tables(ids, done, errors, ks_all, fcfg, ext)
-    _print_summary(len(ids), len(todo), errors, tables[1.0].no_audio, time.time() - t0, batcher.forwards)
+    _print_summary(len(ids), cached, len(todo), errors, tables[1.0].no_audio, time.time() - t0, batcher.forwards)
     return tables
 
 
@@ -428,38 +429,39 @@ def _tables(ids, done, errors, ks, fcfg, ext) -> dict[float, LatentTable]:
     return tables
 
 
-def _progress(enabled: bool, total: int):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+class _ProgressBar:
+    """rich progress bar with the extraction rate (cache hits are counted done but not in the rate)."""
 
-    class _Bar:
-        def __init__(self):
-            self.p = Progress(TextColumn("features"), BarColumn(), MofNCompleteColumn(),
-                              TextColumn("{task.fields[rate]}"),
-                              TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                              console=console, disable=not enabled, transient=False)
-            self.t0 = time.time()
-            self.n = 0
+    def __init__(self, enabled: bool, total: int):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        def __enter__(self):
-            self.p.__enter__()
-            self.task = self.p.add_task("features", total=total, rate="")
-            return self
+        self.progress = Progress(TextColumn("features"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[rate]}"), TextColumn("ETA"), TimeRemainingColumn(),
+                                 console=console, disable=not enabled)
+        self.total, self.extracted, self.t0 = total, 0, time.time()
 
-        def advance(self, n: int) -> None:
-            self.n += n
-            rate = self.n / max(1e-9, time.time() - self.t0)
-            self.p.update(self.task, advance=n, rate=f"{rate:.2f} videos/s")
+    def __enter__(self) -> "_ProgressBar":
+        self.progress.__enter__()
+        self.task = self.progress.add_task("features", total=self.total, rate="")
+        return self
 
-        def __exit__(self, *exc):
-            return self.p.__exit__(*exc)
+    def skip(self, n: int) -> None:
+        self.progress.update(self.task, advance=n)
 
-    return _Bar()
+    def advance(self) -> None:
+        self.extracted += 1
+        rate = self.extracted / max(1e-9, time.time() - self.t0)
+        self.progress.update(self.task, advance=1, rate=f"{rate:.2f} videos/s")
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
 
 
-def _print_summary(total: int, extracted: int, errors: dict, no_audio: list, seconds: float, forwards: int) -> None:
-    console.print(f"features: {total} videos, {total - extracted} complete in the cache, {extracted} decoded, "
-                  f"{len(no_audio)} without audio (silence used), {len(errors)} failed; "
-                  f"{forwards} Inception batches; {seconds:.1f} s")
+def _print_summary(total: int, cached: int, decoded: int, errors: dict, no_audio: list, seconds: float,
+                   batches: int) -> None:
+    console.print(f"features: {total} videos: {cached} complete in the cache, {decoded} decoded "
+                  f"({batches} Inception batches), {len(no_audio)} without audio (silence used), "
+                  f"{len(errors)} failed; {seconds:.1f} s")
     for e in list(errors.values())[:10]:
         console.print(f"  [red]skipped[/] {e['video_id']} ({e['path']}): {e['reason']}")
     if len(errors) > 10:
