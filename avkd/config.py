@@ -59,6 +59,10 @@ class FeatureConfig:
     batch_audio: int = 8  # clips per Cnn14 forward
     workers: int = 2  # decoding threads running ahead of the model
     cache_dir: str = "cache/features"
+    # Ray tasks the videos are split over (each one GPU, or one CPU on a GPU-less cluster), all writing
+    # the shared cache. 0 = automatic: sharded (one per GPU, else per CPU) only when Ray is already
+    # initialised (e.g. the driver joined the cluster at RAY_ADDRESS); 1 = never sharded.
+    shards: int = 0
 
 
 @dataclass
@@ -389,6 +393,7 @@ def _check_ranges(cfg: SweepConfig) -> None:
     need(cfg.features.sample_rate == 32000, "features.sample_rate", "PANNs Cnn14 is trained at 32000 Hz")
     for key in ("batch_frames", "batch_audio", "workers"):
         need(getattr(cfg.features, key) >= 1, f"features.{key}", "must be >= 1")
+    need(0 <= cfg.features.shards <= 1024, "features.shards", "must be in [0, 1024] (0 = automatic)")
     need(cfg.features.device == "auto" or cfg.features.device == "cpu" or cfg.features.device.startswith("cuda"),
          "features.device", f"{cfg.features.device!r} is not auto, cpu, cuda or cuda:N")
     for key in ("embed_dim", "hidden", "layers"):

@@ -159,3 +159,86 @@ def test_audio_cut_short_is_an_error(clips, tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(MediaError, match="file not found"):
         probe(tmp_path / "nope.mp4")
+
+
+# ---- decode_clip / OpenClip: one open per video ------------------------------------------------------
+
+def test_decode_clip_matches_the_separate_calls(clips):
+    from avkd.data.media import decode_clip
+
+    clip = decode_clip(clips["normal"], lambda n: [n - 1, 3, 3, 0])
+    assert clip.info == probe(clips["normal"]) and clip.has_audio
+    np.testing.assert_array_equal(clip.frames, read_frames(clips["normal"], [N_FRAMES - 1, 3, 3, 0]))
+    np.testing.assert_array_equal(clip.audio, read_audio(clips["normal"])[0])
+    no_audio = decode_clip(clips["normal"], [2], sample_rate=None)
+    assert no_audio.audio is None and no_audio.frames.shape == (1, H, W, 3)
+
+
+def test_decode_clip_without_audio_gives_silence_and_flag(clips):
+    from avkd.data.media import decode_clip
+
+    clip = decode_clip(clips["silent_track_free"], range(N_FRAMES))
+    assert not clip.has_audio and not clip.info.has_audio
+    assert clip.audio.dtype == np.float32 and len(clip.audio) == round(N_FRAMES / FPS * SAMPLE_RATE)
+    assert not clip.audio.any()
+    np.testing.assert_allclose(clip.frames.reshape(N_FRAMES, -1).mean(1), 10 * np.arange(N_FRAMES), atol=3)
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("truncated", r"not a readable video \(Invalid data"),
+    ("truncated_faststart", r"truncated or corrupt"),
+    ("zero", r"empty file \(0 bytes\)"),
+    ("text", r"not a readable video \(Invalid data"),
+])
+def test_decode_clip_broken_files(clips, name, reason):
+    from avkd.data.media import decode_clip
+
+    with pytest.raises(MediaError, match=reason) as err:
+        decode_clip(clips[name], [0])
+    assert err.value.video == str(clips[name]) and "\n" not in str(err.value)
+    assert probe_reason(clips[name]) == err.value.reason  # the same reason as probe gives
+
+
+def probe_reason(path) -> str:
+    with pytest.raises(MediaError) as err:
+        probe(path)
+    return err.value.reason
+
+
+def test_decode_clip_audio_cut_short(clips, tmp_path):
+    """The index-first file cut where an audio packet starts (see test_audio_cut_short_is_an_error)."""
+    from avkd.data.media import decode_clip
+
+    with av.open(str(clips["faststart"])) as container:
+        starts = [p.pos for p in container.demux(container.streams.audio[0]) if p.pos is not None]
+    path = tmp_path / "half.mp4"
+    path.write_bytes(clips["faststart"].read_bytes()[: starts[len(starts) // 2]])
+    with pytest.raises(MediaError, match=r"half\.mp4: "):
+        decode_clip(path, [0])
+
+
+def test_open_clip_decodes_no_frame_to_learn_the_size(clips):
+    from avkd.data.media import OpenClip
+
+    with OpenClip(clips["normal"]) as clip:
+        assert (clip.info.width, clip.info.height, clip.info.num_frames) == (W, H, N_FRAMES)
+        assert clip.frames([]).shape == (0, H, W, 3)
+        with pytest.raises(MediaError, match="out of range"):
+            clip.frames([N_FRAMES])
+        audio, has_audio = clip.audio(16000)  # frames and audio from the same open file
+        assert has_audio and abs(len(audio) - 16000 * N_FRAMES / FPS) < 0.05 * 16000
+
+
+@pytest.mark.parametrize("height, width", [(16, 16), (32, 48), (24, 24), (2, 2)])
+def test_small_frame_sizes_decord_cannot_copy(tmp_path, height, width):
+    """decord 0.6 fails on these sizes ('DECORDArrayCopyFromTo: The size must exactly match'): PyAV decodes them."""
+    from avkd.data.media import decode_clip
+
+    frames = np.broadcast_to((20 * np.arange(6, dtype=np.uint8))[:, None, None, None], (6, height, width, 3)).copy()
+    path = tmp_path / f"s{height}x{width}.mp4"
+    write_mp4(path, frames, FPS)
+    clip = decode_clip(path, [4, 1, 4])
+    assert clip.frames.shape == (3, height, width, 3) and clip.info.num_frames == 6
+    np.testing.assert_allclose(clip.frames.reshape(3, -1).mean(1), [80, 20, 80], atol=4)
+    np.testing.assert_array_equal(read_frames(path, [4, 1, 4]), clip.frames)
+    assert (probe(path).width, probe(path).height) == (width, height)

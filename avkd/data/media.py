@@ -5,13 +5,17 @@ never escapes, so a batch can record the bad video and go on. PyAV reads the con
 first: that is cheap, gives clean errors for empty/garbage/truncated files (decord would print a
 native log line for each) and lists the streams, so we know whether a clip has audio.
 Audio is decoded with PyAV because decord 0.6's stereo output is corrupt (see read_audio).
+
+`decode_clip` (what feature extraction uses) opens a file once: one PyAV container for the header and
+the audio, one decord reader for the frames. probe/read_frames/read_audio each open it on their own.
 """
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import av
 import decord
@@ -51,34 +55,50 @@ def _short(err: Exception) -> str:
     return text[:160]
 
 
-def _read_header(path: Path) -> tuple[int, bool]:
-    """(frames the header declares, 0 if unknown; has an audio stream). MediaError if unreadable."""
+def _check_file(path: Path) -> None:
     if not path.exists():
         raise MediaError(str(path), "file not found")
     if not path.is_file():
         raise MediaError(str(path), "not a regular file")
     if path.stat().st_size == 0:
         raise MediaError(str(path), "empty file (0 bytes)")
+
+
+def _unreadable(path: Path, err: Exception) -> MediaError:
+    # e.g. a text file named .mp4, or an MP4 cut before its index ('moov' atom) was written.
+    reason = getattr(err, "strerror", None) or str(err)
+    return MediaError(str(path), f"not a readable video ({reason}; truncated or not a video file?)")
+
+
+def _open_container(path: Path):
+    """A PyAV container with a video stream, for a checked file. MediaError if unreadable."""
+    _check_file(path)
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise MediaError(str(path), "no video stream")
-            return int(container.streams.video[0].frames or 0), bool(container.streams.audio)
+        container = av.open(str(path))
     except (av.FFmpegError, OSError) as err:
-        # e.g. a text file named .mp4, or an MP4 cut before its index ('moov' atom) was written.
-        reason = getattr(err, "strerror", None) or str(err)
-        raise MediaError(str(path), f"not a readable video ({reason}; truncated or not a video file?)") from None
+        raise _unreadable(path, err) from None
+    if not container.streams.video:
+        container.close()
+        raise MediaError(str(path), "no video stream")
+    return container
 
 
-def _open(path: Path) -> tuple[decord.VideoReader, bool]:
-    """A decord reader for a checked file, and whether the file has audio."""
-    declared_frames, has_audio = _read_header(path)
+def _read_header(path: Path) -> tuple[int, bool]:
+    """(frames the header declares, 0 if unknown; has an audio stream). MediaError if unreadable."""
+    with _open_container(path) as container:
+        return int(container.streams.video[0].frames or 0), bool(container.streams.audio)
+
+
+def _open(path: Path, header: tuple[int, bool] | None = None) -> tuple[decord.VideoReader, bool]:
+    """A decord reader for a checked file, and whether the file has audio (`header`: _read_header's, if read)."""
+    declared_frames, has_audio = header or _read_header(path)
     try:
         # One decoding thread: callers parallelise across videos, and the machines are small.
         reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
     except (decord.DECORDError, RuntimeError) as err:
         raise MediaError(str(path), f"cannot open video (truncated or corrupt?): {_short(err)}") from None
-    # decord indexes only the packets it can read: an index-first MP4 cut short has fewer.
+    # decord indexes only the packets it can read (opening scans every packet): an index-first MP4
+    # cut short has fewer, or fails to open.
     if declared_frames and len(reader) < declared_frames - max(1, declared_frames // 50):
         raise MediaError(str(path), f"only {len(reader)} of {declared_frames} frames are readable (truncated?)")
     return reader, has_audio
@@ -88,7 +108,27 @@ def _decode(path: Path, reader: decord.VideoReader, sorted_indices: list[int]) -
     try:
         return reader.get_batch(sorted_indices).asnumpy()
     except (decord.DECORDError, RuntimeError) as err:
+        if "size must exactly match" in str(err):
+            # decord 0.6 cannot copy out some small frame sizes (16x16, 48x32, 24x24, 2x2 ...): PyAV can.
+            return _decode_with_pyav(path, sorted_indices)
         raise MediaError(str(path), f"decoding failed (truncated or corrupt?): {_short(err)}") from None
+
+
+def _decode_with_pyav(path: Path, sorted_indices: list[int]) -> np.ndarray:
+    """Frames at sorted distinct indices (presentation order), decoding from the start: the fallback path."""
+    wanted, frames = set(sorted_indices), []
+    try:
+        with av.open(str(path)) as container:
+            for i, frame in enumerate(container.decode(container.streams.video[0])):
+                if i in wanted:
+                    frames.append(frame.to_ndarray(format="rgb24"))
+                if i >= sorted_indices[-1]:
+                    break
+    except (av.FFmpegError, OSError) as err:
+        raise MediaError(str(path), f"decoding failed (truncated or corrupt?): {getattr(err, 'strerror', None) or err}") from None
+    if len(frames) != len(sorted_indices):
+        raise MediaError(str(path), f"decoding failed: only {len(frames)} of {len(sorted_indices)} frames decoded (truncated?)")
+    return np.stack(frames)
 
 
 def _info(path: Path, reader: decord.VideoReader, has_audio: bool) -> MediaInfo:
@@ -120,6 +160,10 @@ def read_frames(path: str | Path, indices: Sequence[int]) -> np.ndarray:
     """
     path = Path(path)
     reader, _ = _open(path)
+    return _frames_at(path, reader, indices)
+
+
+def _frames_at(path: Path, reader: decord.VideoReader, indices: Sequence[int]) -> np.ndarray:
     num_frames = len(reader)
     wanted = [int(i) for i in indices]
     bad = [i for i in wanted if not 0 <= i < num_frames]
@@ -140,11 +184,19 @@ def _fit_length(samples: np.ndarray, length: int) -> np.ndarray:
     return np.concatenate([samples, np.zeros(length - len(samples), np.float32)])
 
 
-def _decode_audio(path: Path, sample_rate: int) -> np.ndarray:
-    """float32 (channels, samples) of the first audio stream, resampled (channels kept) to sample_rate."""
+@contextmanager
+def _borrowed(container):
+    """`with` on a container someone else closes."""
+    yield container
+
+
+def _decode_audio(path: Path, sample_rate: int, container=None) -> np.ndarray:
+    """float32 (channels, samples) of the first audio stream, resampled (channels kept) to sample_rate.
+
+    `container`: an open PyAV container of `path` to read from (else the file is opened here)."""
     chunks = []
     try:
-        with av.open(str(path)) as container:
+        with (av.open(str(path)) if container is None else _borrowed(container)) as container:
             stream = container.streams.audio[0]
             declared_s = float(stream.duration * stream.time_base) if stream.duration else None
             resampler = av.AudioResampler(format="fltp", rate=sample_rate)  # layout: as the input
@@ -182,3 +234,76 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE,
     if duration_s is not None:
         mono = _fit_length(mono, round(duration_s * sample_rate))
     return np.ascontiguousarray(mono, dtype=np.float32), has_audio
+
+
+# ---- one open per video ----------------------------------------------------------------------------
+
+class OpenClip:
+    """A video opened once: header and audio from one PyAV container, frames from one decord reader.
+
+    Same checks and errors as probe/read_frames/read_audio, minus probe's decoding of the first and
+    last frame: opening the decord reader already scans every packet (a cut file fails there or has
+    too few frames), the frames asked for are decoded, and a cut audio track is caught by its length.
+        with OpenClip(path) as clip:
+            clip.info; clip.frames([0, 5, 9]); clip.audio(32000)
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._container = _open_container(self.path)
+        try:
+            stream = self._container.streams.video[0]
+            header = int(stream.frames or 0), bool(self._container.streams.audio)
+            self._reader, has_audio = _open(self.path, header)
+            num_frames, fps = len(self._reader), float(self._reader.get_avg_fps())
+            if num_frames == 0:
+                raise MediaError(str(self.path), "video stream has no frames")
+            if not fps > 0:
+                raise MediaError(str(self.path), f"invalid frame rate {fps}")
+            # The size from the header: no frame is decoded just to learn it.
+            self.info = MediaInfo(num_frames=num_frames, fps=fps, width=int(stream.codec_context.width),
+                                  height=int(stream.codec_context.height), duration_s=num_frames / fps,
+                                  has_audio=has_audio)
+        except BaseException:
+            self._container.close()
+            raise
+
+    def frames(self, indices: Sequence[int]) -> np.ndarray:
+        """uint8 RGB (N, H, W, 3) at `indices`, in the order asked; distinct frames decoded once, ascending."""
+        return _frames_at(self.path, self._reader, indices)
+
+    def audio(self, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, bool]:
+        """Mono float32 (channel mean) at sample_rate and has_audio; silence as long as the video if none."""
+        if not self.info.has_audio:
+            return np.zeros(round(self.info.duration_s * sample_rate), np.float32), False
+        mono = _decode_audio(self.path, sample_rate, self._container).mean(axis=0)
+        return np.ascontiguousarray(mono, dtype=np.float32), True
+
+    def close(self) -> None:
+        self._container.close()
+        self._reader = None
+
+    def __enter__(self) -> "OpenClip":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@dataclass
+class Clip:
+    info: MediaInfo
+    frames: np.ndarray  # uint8 (N, H, W, 3) RGB at the indices asked, in that order
+    audio: np.ndarray | None  # mono float32 at the sample rate asked (silence if none); None if not asked
+    has_audio: bool
+
+
+def decode_clip(path: str | Path, frames: Sequence[int] | Callable[[int], Sequence[int]] = (),
+                sample_rate: int | None = SAMPLE_RATE) -> Clip:
+    """Info, frames and audio of one video, opened once. `frames`: indices, or a function of the
+    frame count giving them (e.g. lambda n: frame_indices(n, k)); `sample_rate=None`: no audio."""
+    with OpenClip(path) as clip:
+        wanted = frames(clip.info.num_frames) if callable(frames) else frames
+        pixels = clip.frames(wanted)
+        audio = clip.audio(sample_rate)[0] if sample_rate is not None else None
+        return Clip(clip.info, pixels, audio, clip.info.has_audio)

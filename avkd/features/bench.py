@@ -1,7 +1,7 @@
 """Table II: seconds per video of audio-visual feature extraction, teacher vs. each student k.
 
 Per video and variant, in one process with `torch.set_num_threads(threads)` and no feature cache:
-    decode   = probe + decode the variant's frames + decode the audio          (media.py)
+    decode   = open once, decode the variant's frames and the audio            (media.decode_clip)
     extract  = resize + Inception-v3 on the frames + mean, log-mel + SimPF + Cnn14   (the models)
     e2e      = decode + extract
 Videos are a seeded random sample of the *test* split, after `warmup` untimed videos. Each video
@@ -45,12 +45,10 @@ def _sync(ext: Extractors) -> None:
 def time_variant(ext: Extractors, path: Path, k: float, fcfg) -> dict:
     """Decode and extract one video at rate k; seconds of each phase and the frames used."""
     t0 = time.perf_counter()
-    info = media.probe(path)
-    idx = frame_indices(info.num_frames, k, fcfg.max_frames)
-    frames = media.read_frames(path, idx)
-    wave, _ = media.read_audio(path, fcfg.sample_rate)
+    clip = media.decode_clip(path, lambda n: frame_indices(n, k, fcfg.max_frames), fcfg.sample_rate)
+    wave = clip.audio
     t1 = time.perf_counter()
-    x = visual_mod.resize_frames(frames, fcfg.image_size)
+    x = visual_mod.resize_frames(clip.frames, fcfg.image_size)
     visual = visual_mod.embed_frames(ext.inception, x, fcfg.batch_frames).mean(0)
     _sync(ext)
     t2 = time.perf_counter()
@@ -60,7 +58,7 @@ def time_variant(ext: Extractors, path: Path, k: float, fcfg) -> dict:
     t3 = time.perf_counter()
     assert visual.shape == audio.shape == (2048,)
     return {"decode_s": t1 - t0, "extract_s": t3 - t1, "e2e_s": t3 - t0, "visual_s": t2 - t1, "audio_s": t3 - t2,
-            "frames": len(idx), "audio_frames": int(inputs[0].shape[-2])}
+            "frames": len(clip.frames), "audio_frames": int(inputs[0].shape[-2])}
 
 
 def _test_sample(dataset, n: int, seed: int) -> list:

@@ -11,9 +11,12 @@ recorded in `errors` and skipped; the batch goes on.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
+import os
+import sys
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +31,7 @@ from rich.console import Console
 
 from avkd.config import FeatureConfig, SweepConfig, load_sweep
 from avkd.data import media
-from avkd.errors import AvkdError, DataError, MediaError
+from avkd.errors import AvkdError, DataError, MediaError, WeightsError
 from avkd.features import audio as audio_mod
 from avkd.features import visual as visual_mod
 from avkd.features import weights as weights_mod
@@ -237,22 +240,23 @@ def _plan(video_id: str, path: Path, cache: FeatureCache, ks: list[float], fcfg:
 
 
 def _decode(job: _Job, fcfg: FeatureConfig) -> _Job:
-    """Worker thread: probe, decode the missing frames (resized, uint8) and, if needed, the audio."""
+    """Worker thread: open the video once, decode the missing frames (resized, uint8) and, if needed, the audio."""
     try:
-        if job.new_idx is None or job.new_idx:
-            info = media.probe(job.path)
-            if info.width > MAX_SIDE or info.height > MAX_SIDE:
-                raise MediaError(str(job.path), f"resolution {info.width}x{info.height} is larger than {MAX_SIDE} px")
-            job.num_frames = info.num_frames
-            if job.new_idx is None:
-                # every student frame is one of the teacher's: decode those once for all ks
-                job.new_idx = frame_indices(info.num_frames, 1.0, fcfg.max_frames)
-            chunk = max(1, DECODE_CHUNK_BYTES // (info.width * info.height * 3))
-            parts = [visual_mod.resize_frames(media.read_frames(job.path, job.new_idx[i:i + chunk]), fcfg.image_size)
-                     for i in range(0, len(job.new_idx), chunk)]
-            job.frames = torch.cat(parts)
-        if job.missing_audio:
-            job.wave, job.has_audio = media.read_audio(job.path, fcfg.sample_rate)
+        with media.OpenClip(job.path) as clip:
+            info = clip.info
+            if job.new_idx is None or job.new_idx:
+                if info.width > MAX_SIDE or info.height > MAX_SIDE:
+                    raise MediaError(str(job.path), f"resolution {info.width}x{info.height} is larger than {MAX_SIDE} px")
+                job.num_frames = info.num_frames
+                if job.new_idx is None:
+                    # every student frame is one of the teacher's: decode those once for all ks
+                    job.new_idx = frame_indices(info.num_frames, 1.0, fcfg.max_frames)
+                chunk = max(1, DECODE_CHUNK_BYTES // (info.width * info.height * 3))
+                parts = [visual_mod.resize_frames(clip.frames(job.new_idx[i:i + chunk]), fcfg.image_size)
+                         for i in range(0, len(job.new_idx), chunk)]
+                job.frames = torch.cat(parts)
+            if job.missing_audio:
+                job.wave, job.has_audio = clip.audio(fcfg.sample_rate)
     except MediaError as err:
         job.error = err.reason
     except Exception as err:  # one odd file must not stop the batch: record why and go on
@@ -338,7 +342,9 @@ def extract_variants(dataset, fcfg: FeatureConfig, ks: Iterable[float], video_id
     """Latent tables for the teacher (k=1.0, always included) and every k, from/into the shared cache.
 
     `video_ids`: default every usable video of every split. `rebuild`: ignore existing cache entries
-    and overwrite them. `extractors`: already loaded models (default: get_extractors(dataset, fcfg))."""
+    and overwrite them. `extractors`: already loaded models (default: get_extractors(dataset, fcfg)).
+    With Ray initialised (or features.shards >= 2) the videos to extract are split over Ray tasks
+    (see _extract_sharded); the tables are then assembled here from the cache."""
     ks_all = sorted({1.0, *(float(k) for k in ks)}, reverse=True)
     if video_ids is None:  # every usable video (file found, captioned) of every split
         video_ids = [v.video_id for split in ("train", "validate", "test") for v in dataset.split(split)]
@@ -364,47 +370,141 @@ def extract_variants(dataset, fcfg: FeatureConfig, ks: Iterable[float], video_id
             todo.append(job)
 
     cached = len(done)
-    batcher = _FrameBatcher(ext, fcfg.batch_frames)
+    shards = shard_count(fcfg, len(todo))
     with _ProgressBar(progress, len(ids)) as bar:
         bar.skip(len(done) + len(errors))
-
-        def finish(job: _Job) -> None:
-            feats = torch.cat(job.outputs).numpy().astype(np.float16) if job.outputs else None
-            job.frames, job.outputs = None, []
-            bar.advance()
-            if (feats is not None and not np.isfinite(feats).all()) or not all(
-                    np.isfinite(job.audio[k][0]).all() for k in job.missing_audio):
-                errors[job.video_id] = {"video_id": job.video_id, "path": str(job.path),
-                                        "reason": "the extractors gave non-finite features (not cached)"}
-                return
-            if feats is not None:
-                base = job.visual or VisualEntry(job.num_frames, np.zeros(0, np.int64), np.zeros((0, 2048), np.float16))
-                job.visual = base.merged(job.new_idx, feats)
-                cache.save_visual(job.vkey, job.visual)
-            for k in job.missing_audio:
-                cache.save_audio(job.vkey, k, *job.audio[k])
-            done[job.video_id] = job
-
-        with ThreadPoolExecutor(max_workers=fcfg.workers, thread_name_prefix="avkd-decode") as pool:
-            for job in _prefetch(pool, todo, fcfg, depth=2 * fcfg.workers):
-                if job.error is not None:
-                    errors[job.video_id] = {"video_id": job.video_id, "path": str(job.path), "reason": job.error}
-                    bar.advance()
-                    continue
-                if job.missing_audio:
-                    _audio_embeddings(ext, job, fcfg)
-                    job.wave = None
-                if job.frames is None or not len(job.frames):
-                    finish(job)
-                else:
-                    for finished in batcher.add(job):
-                        finish(finished)
-            for finished in batcher.flush():
-                finish(finished)
+        if shards > 1:
+            _extract_sharded(dataset, fcfg, ks_all, todo, ext, shards, rebuild, cache, done, errors, bar)
+            how = f"in {shards} Ray shards"
+        else:
+            forwards = _extract_here(todo, ext, cache, fcfg, done, errors, bar)
+            how = f"{forwards} Inception batches"
 
     tables = _tables(ids, done, errors, ks_all, fcfg, ext)
-    _print_summary(len(ids), cached, len(todo), errors, tables[1.0].no_audio, time.time() - t0, batcher.forwards)
+    _print_summary(len(ids), cached, len(todo), errors, tables[1.0].no_audio, time.time() - t0, how)
     return tables
+
+
+def _extract_here(todo: list[_Job], ext: Extractors, cache: FeatureCache, fcfg: FeatureConfig,
+                  done: dict[str, _Job], errors: dict[str, dict], bar: "_ProgressBar") -> int:
+    """Decode (worker threads) and run the models (this thread) for `todo`; fills done/errors. Inception forwards."""
+    batcher = _FrameBatcher(ext, fcfg.batch_frames)
+
+    def finish(job: _Job) -> None:
+        feats = torch.cat(job.outputs).numpy().astype(np.float16) if job.outputs else None
+        job.frames, job.outputs = None, []
+        bar.advance()
+        if (feats is not None and not np.isfinite(feats).all()) or not all(
+                np.isfinite(job.audio[k][0]).all() for k in job.missing_audio):
+            errors[job.video_id] = {"video_id": job.video_id, "path": str(job.path),
+                                    "reason": "the extractors gave non-finite features (not cached)"}
+            return
+        if feats is not None:
+            base = job.visual or VisualEntry(job.num_frames, np.zeros(0, np.int64), np.zeros((0, 2048), np.float16))
+            job.visual = base.merged(job.new_idx, feats)
+            cache.save_visual(job.vkey, job.visual)
+        for k in job.missing_audio:
+            cache.save_audio(job.vkey, k, *job.audio[k])
+        done[job.video_id] = job
+
+    with ThreadPoolExecutor(max_workers=fcfg.workers, thread_name_prefix="avkd-decode") as pool:
+        for job in _prefetch(pool, todo, fcfg, depth=2 * fcfg.workers):
+            if job.error is not None:
+                errors[job.video_id] = {"video_id": job.video_id, "path": str(job.path), "reason": job.error}
+                bar.advance()
+                continue
+            if job.missing_audio:
+                _audio_embeddings(ext, job, fcfg)
+                job.wave = None
+            if job.frames is None or not len(job.frames):
+                finish(job)
+            else:
+                for finished in batcher.add(job):
+                    finish(finished)
+        for finished in batcher.flush():
+            finish(finished)
+    return batcher.forwards
+
+
+# ---- sharded over a Ray cluster ----------------------------------------------------------------------
+
+def shard_count(fcfg: FeatureConfig, videos: int) -> int:
+    """How many Ray tasks extract `videos` videos: 1 (here, no Ray) unless features.shards >= 2, or
+    features.shards == 0 and Ray is initialised (then one per cluster GPU, else per cluster CPU)."""
+    if videos < 2 or fcfg.shards == 1:
+        return 1
+    if fcfg.shards >= 2:
+        return min(fcfg.shards, videos)
+    ray = sys.modules.get("ray")  # not imported: this process has no Ray cluster
+    if ray is None or not ray.is_initialized():
+        return 1
+    resources = ray.cluster_resources()
+    return max(1, min(int(resources.get("GPU", 0)) or int(resources.get("CPU", 1)), videos))
+
+
+def _extract_sharded(dataset, fcfg: FeatureConfig, ks: list[float], todo: list[_Job], ext: Extractors, shards: int,
+                     rebuild: bool, cache: FeatureCache, done: dict[str, _Job], errors: dict[str, dict],
+                     bar: "_ProgressBar") -> None:
+    """Split `todo` over `shards` Ray tasks writing the shared cache, then read their results from it.
+
+    The extractor weights (with BatchNorm re-estimated for random weights) exist before any task
+    starts: `ext` computed them into fcfg.cache_dir/weights, where each task's get_extractors finds
+    them; a task checks its fingerprints against `ext` and refuses to extract with other weights."""
+    import ray
+
+    expected = ext.fingerprints
+    own = get_extractors(dataset, fcfg)  # the same object unless `extractors` were passed in
+    if own.fingerprints != expected:
+        raise WeightsError(f"features.cache_dir {fcfg.cache_dir}: the extractors passed in are not the weights of "
+                           "this feature config; sharded extraction loads those in every task")
+    started_ray = not ray.is_initialized()
+    if started_ray:  # features.shards asked for it: join RAY_ADDRESS's cluster, else start a local one
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        address = os.environ.get("RAY_ADDRESS")
+        ray.init(address=address or "local", include_dashboard=False, logging_level="ERROR",
+                 **({} if address else {"num_cpus": os.cpu_count()}))
+    try:
+        gpus = ray.cluster_resources().get("GPU", 0) > 0
+        task = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1, max_retries=1)(_extract_shard)
+        shard_cfg = dataclasses.replace(fcfg, shards=1)  # a shard extracts in its own process, never re-shards
+        groups = [[job.video_id for job in todo[i::shards]] for i in range(shards)]
+        console.print(f"features: {len(todo)} videos in {shards} Ray shards ({'1 GPU' if gpus else '1 CPU'} each)")
+        pending = {task.remote(dataset, shard_cfg, ks, group, expected, rebuild): group for group in groups}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            group = pending.pop(ready[0])
+            try:
+                for e in ray.get(ready[0]):
+                    errors[e["video_id"]] = e
+            except Exception as err:  # a shard that crashed or was lost: its videos are reported, the rest go on
+                reason = f"its extraction shard failed: {type(err).__name__}: {str(err).strip().splitlines()[-1][:200]}"
+                for vid in group:
+                    errors[vid] = {"video_id": vid, "path": str(dataset.videos[vid].path), "reason": reason}
+            for _ in group:
+                bar.advance()
+    finally:
+        if started_ray:
+            ray.shutdown()
+    # Assemble from the cache: every video a shard finished is complete there (no decoding, no forward).
+    for job in todo:
+        if job.video_id in errors:
+            continue
+        again = _plan(job.video_id, job.path, cache, ks, fcfg, rebuild=False)
+        if again.new_idx == [] and not again.missing_audio:
+            done[job.video_id] = again
+        else:
+            errors[job.video_id] = {"video_id": job.video_id, "path": str(job.path),
+                                    "reason": "not in the feature cache after its shard finished (cache_dir not shared?)"}
+
+
+def _extract_shard(dataset, fcfg: FeatureConfig, ks: list[float], video_ids: list[str], expected: dict[str, str],
+                   rebuild: bool) -> list[dict]:
+    """One Ray task: extract `video_ids` into the shared cache; returns the errors (the latents are in the cache)."""
+    ext = get_extractors(dataset, fcfg)
+    if ext.fingerprints != expected:
+        raise WeightsError(f"shard weights {ext.fingerprints} differ from the driver's {expected}")
+    tables = extract_variants(dataset, fcfg, ks, video_ids=video_ids, progress=False, rebuild=rebuild, extractors=ext)
+    return tables[1.0].errors
 
 
 def _tables(ids, done, errors, ks, fcfg, ext) -> dict[float, LatentTable]:
@@ -458,9 +558,9 @@ class _ProgressBar:
 
 
 def _print_summary(total: int, cached: int, decoded: int, errors: dict, no_audio: list, seconds: float,
-                   batches: int) -> None:
+                   how: str) -> None:
     console.print(f"features: {total} videos: {cached} complete in the cache, {decoded} decoded "
-                  f"({batches} Inception batches), {len(no_audio)} without audio (silence used), "
+                  f"({how}), {len(no_audio)} without audio (silence used), "
                   f"{len(errors)} failed; {seconds:.1f} s")
     for e in list(errors.values())[:10]:
         console.print(f"  [red]skipped[/] {e['video_id']} ({e['path']}): {e['reason']}")
