@@ -133,7 +133,7 @@ class MultiTeacherConfig:
 @dataclass
 class MultiStageConfig:
     """DEEVISum's MSKD: teacher -> mentor (a student at a larger k) -> student, learning from both."""
-    mentor_k: float = 0.6  # must be larger than every k the multi_stage students run at
+    mentor_k: float = 0.9  # must be larger than every k the multi_stage students run at (the paper's go to 0.8)
     # The mentor's own training (DEEVISum: its LM loss + KL to the teacher); names are LOSSES keys.
     mentor_losses: list[LossTerm] = field(
         default_factory=lambda: [LossTerm("ce", 1.0), LossTerm("rep_l1", 1.0), LossTerm("kd_teacher", 1.0)])
@@ -157,10 +157,19 @@ class DistillConfig:
     init_from_teacher: bool = True
     rep_epochs: int = 30  # stage 1 of `rep`: epochs of L_rep alone for the MLP
     # Losses per student mode, as weighted terms (names are keys of avkd.training.losses.LOSSES).
+    # A mode named after a method (avkd/training/methods.py) also gets that method's model pieces.
     losses: dict[str, list[LossTerm]] = field(
         default_factory=lambda: {
             "rep": [LossTerm("rep_l1", 1.0)],
             "rep+ce": [LossTerm("ce", 1.0), LossTerm("rep_l1", 1.0)],
+            # Shao et al.: caption loss + T^2 KL from the teacher's fused latent to each modality branch
+            "fused_to_modal": [LossTerm("ce", 1.0), LossTerm("modal_kl", 1.0)],
+            # EMTM: one target from the teachers' latents and next-word distributions, learned weights
+            "multi_teacher": [LossTerm("ce", 1.0), LossTerm("rep_aggregate", 1.0), LossTerm("kd_aggregate", 1.0),
+                              LossTerm("aggregate_ce", 1.0)],
+            # DEEVISum MSKD: learned weights over (teacher, mentor); configured: kd_mentor 0.5 + kd_teacher 0.25
+            "multi_stage": [LossTerm("ce", 1.0), LossTerm("rep_l1", 1.0), LossTerm("kd_aggregate", 1.0),
+                            LossTerm("aggregate_ce", 1.0)],
         }
     )
     temperature: float = 2.0  # softmax temperature of every KL term (modal_kl, kd_*); DEEVISum uses 2

@@ -16,7 +16,9 @@ Which runs make Table I (the selection rule):
    (role, loss, k, seed) - the config changed between sweeps - the most recent run wins.
 5. Trials of the chosen sweep run with no FINISHED run (FAILED, KILLED, still RUNNING) are listed
    in a note naming the config; their cells stay empty.
-Table II comes from the most recent FINISHED timing run (avkd.role=timing) of the experiment.
+Table II comes from the most recent FINISHED timing run (avkd.role=timing) of the experiment; its
+decoding columns (when the trials logged test/decode_s_per_video, and early exit's ee/t<t>/...)
+come from the Table I runs at each k.
 """
 from __future__ import annotations
 
@@ -65,6 +67,7 @@ class Trial:
     parent: str | None
     metrics: dict[str, float]  # test metrics without the "test/" prefix
     error: str = ""
+    early_exit: dict[float, dict[str, float]] = field(default_factory=dict)  # threshold -> ee/t<t>/ metrics
 
 
 @dataclass
@@ -78,6 +81,8 @@ class Row:
     mean: dict[str, float | None] = field(default_factory=dict)  # METRICS + "score"
     std: dict[str, float | None] = field(default_factory=dict)  # None when n < 2
     diff_pct: float | None = None
+    decode_s: float | None = None  # mean decoding seconds per test video (full decoder)
+    early_exit: list[tuple[float, float, float]] = field(default_factory=list)  # (threshold, decode s/video, SCORE)
 
     @property
     def label(self) -> str:
@@ -110,6 +115,8 @@ class TimingRow:
     e2e_std: float | None
     extract_reduction: float | None = None  # % vs the teacher
     e2e_reduction: float | None = None
+    decode_mean: float | None = None  # decoding s/video, mean over the Table I runs at this k
+    early_exit: dict[float, tuple[float, float]] = field(default_factory=dict)  # threshold -> (decode s/video, SCORE drop %)
 
     @property
     def label(self) -> str:
@@ -122,6 +129,7 @@ class Table2:
     rows: list[TimingRow]
     caption: str
     notes: list[str]
+    thresholds: list[float] = field(default_factory=list)  # early-exit thresholds with decoding columns
 
 
 @dataclass
@@ -178,6 +186,19 @@ def find_sweep_run(client: MlflowClient, uri: str, experiment: str | None = None
     return runs[0]
 
 
+def _early_exit_metrics(metrics: dict[str, float]) -> dict[float, dict[str, float]]:
+    """ee/t0.9/score -> {0.9: {"score": ...}} (early-exit evaluations of avkd/training/methods.py)."""
+    out: dict[float, dict[str, float]] = {}
+    for key, value in metrics.items():
+        m = re.fullmatch(r"ee/t([0-9.]+)/(.+)", key)
+        if m:
+            try:
+                out.setdefault(float(m.group(1)), {})[m.group(2)] = value
+            except ValueError:
+                continue
+    return out
+
+
 def _as_trial(run: Run) -> Trial:
     tags = run.data.tags
     return Trial(run_id=run.info.run_id, role=tags[schema.ROLE], loss=tags[schema.LOSS], k=float(tags[schema.K]),
@@ -185,7 +206,7 @@ def _as_trial(run: Run) -> Trial:
                  start_time=run.info.start_time or 0, parent=tags.get(schema.PARENT),
                  metrics={key[len(schema.TEST_PREFIX):]: value for key, value in run.data.metrics.items()
                           if key.startswith(schema.TEST_PREFIX)},
-                 error=tags.get(schema.ERROR, ""))
+                 error=tags.get(schema.ERROR, ""), early_exit=_early_exit_metrics(run.data.metrics))
 
 
 def _check_tags(runs: list[Run], sweep_id: str) -> None:
@@ -316,6 +337,10 @@ def build_table1(trials: list[Trial], missing: list[Trial], notes: list[str]) ->
             row.mean[metric], row.std[metric] = _mean_std([t.metrics[metric] for t in row.trials if metric in t.metrics])
         scores = [run_score(t.metrics, terms) for t in row.trials]
         row.mean["score"], row.std["score"] = _mean_std([s for s in scores if s is not None])
+    for row in ordered:
+        row.decode_s = _mean_std([t.metrics["decode_s_per_video"] for t in row.trials
+                                  if "decode_s_per_video" in t.metrics])[0]
+        row.early_exit = _row_early_exit(row, terms)
     # Diff is relative to the teacher's mean SCORE (a zero SCORE would make it undefined).
     teacher = next((r for r in ordered if r.role == "teacher" and r.mean["score"]), None)
     for row in ordered:
@@ -327,6 +352,22 @@ def build_table1(trials: list[Trial], missing: list[Trial], notes: list[str]) ->
         if values:
             best[column] = max(values)
     return Table1(ordered, terms, best, _table1_notes(ordered, terms, teacher, notes))
+
+
+def _row_early_exit(row: Row, terms: list[str]) -> list[tuple[float, float, float]]:
+    """(threshold, mean decoding s/video, mean SCORE) for the thresholds every trial of the row evaluated."""
+    common = set.intersection(*(set(t.early_exit) for t in row.trials)) if row.trials else set()
+    points = []
+    for threshold in sorted(common, reverse=True):
+        runs = [t.early_exit[threshold] for t in row.trials]
+        try:  # the same SCORE terms as Table I
+            scores = [run_score(r, terms) for r in runs]
+            decode_s = statistics.fmean(r["decode_s_per_video"] for r in runs)
+        except KeyError:
+            continue
+        if None not in scores:
+            points.append((threshold, decode_s, statistics.fmean(scores)))
+    return points
 
 
 def _table1_notes(rows: list[Row], terms: list[str], teacher: Row | None, extra: list[str]) -> list[str]:
@@ -408,6 +449,32 @@ def build_table2(run: Run) -> Table2:
     return Table2(run.info.run_id, rows, caption, notes)
 
 
+def add_decoding(t2: Table2, table1: Table1) -> None:
+    """Table II's decoding columns: per k, the mean over the Table I runs at that k (teacher at k = 1).
+
+    Early exit, per threshold: decoding s/video and the SCORE drop vs the same runs' full decoder.
+    """
+    for r in t2.rows:
+        rows = [row for row in table1.rows if row.role in ("teacher", "student") and round(row.k, 6) == round(r.k, 6)]
+        r.decode_mean = _mean_std([row.decode_s for row in rows if row.decode_s is not None])[0]
+        by_threshold: dict[float, list[tuple[float, float]]] = {}
+        for row in rows:
+            full = row.mean.get("score")
+            for threshold, decode_s, score in row.early_exit:
+                if full:
+                    by_threshold.setdefault(threshold, []).append((decode_s, 100.0 * (full - score) / full))
+        r.early_exit = {th: (statistics.fmean(d for d, _ in v), statistics.fmean(p for _, p in v))
+                        for th, v in by_threshold.items()}
+    t2.thresholds = sorted({th for r in t2.rows for th in r.early_exit}, reverse=True)
+    if any(r.decode_mean is not None for r in t2.rows):
+        t2.notes.append("Decoding: beam search of the test split, seconds per video, mean over the Table I runs at "
+                        "that k (every method and seed; the teacher at k = 1), timed inside the trials.")
+    if t2.thresholds:
+        t2.notes.append("EE t: early exit at confidence threshold t (a step stops at the first exit head whose top "
+                        "word probability exceeds t); SCORE drop (%) = 100 × (SCORE_full − SCORE_t) / SCORE_full, "
+                        "averaged over the same runs (negative: early exit scored higher).")
+
+
 # ---- assembling the report --------------------------------------------------------------------------------
 
 def _config_text(client: MlflowClient, sweep_run: Run) -> str:
@@ -444,10 +511,12 @@ def load_report(uri: str, experiment: str | None = None, sweep_run_id: str | Non
     timing = [r for r in runs if r.data.tags.get(schema.ROLE) == "timing" and r.info.status == "FINISHED"
               and (ended is None or (r.info.start_time or 0) <= ended)]
     timing.sort(key=lambda r: r.info.start_time or 0)
+    table1 = build_table1(trials, missing, notes)
+    table2 = build_table2(timing[-1]) if timing else None
+    if table2 is not None:
+        add_decoding(table2, table1)
     return Report(uri=uri, experiment_id=exp_id, experiment_name=exp_name, sweep_run=sweep_run,
-                  sweep_name=sweep_run.data.tags.get(schema.SWEEP) or exp_name,
-                  table1=build_table1(trials, missing, notes),
-                  table2=build_table2(timing[-1]) if timing else None,
+                  sweep_name=sweep_run.data.tags.get(schema.SWEEP) or exp_name, table1=table1, table2=table2,
                   config_text=_config_text(client, sweep_run), paper=paper)
 
 

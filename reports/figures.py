@@ -151,8 +151,35 @@ def score_vs_time(table: "Table1", t2: "Table2", folder: Path) -> Figure | None:
                  "each point a (loss, k) cell (mean over seeds); green: the Pareto front (faster and better).")
 
 
+def score_vs_decode_time(table: "Table1", folder: Path) -> Figure | None:
+    """Early exit: SCORE against decoding time per video, one point per threshold, per (loss, k) cell."""
+    rows = [r for r in table.rows if r.role in ("teacher", "student") and r.early_exit and r.decode_s is not None
+            and r.mean.get("score") is not None]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    losses = list(_students_by_loss(table))
+    for row in rows:
+        color = "black" if row.role == "teacher" else _color(row.loss, losses.index(row.loss))
+        xs = [row.decode_s] + [p[1] for p in row.early_exit]
+        ys = [row.mean["score"]] + [p[2] for p in row.early_exit]
+        name = "teacher" if row.role == "teacher" else f"{row.loss} k={row.k:g}"
+        ax.plot(xs, ys, "-", color=color, alpha=0.5, marker="o", ms=4, label=name)
+        ax.plot(xs[:1], ys[:1], "s", color=color, ms=7)
+        for threshold, x, y in row.early_exit:
+            ax.annotate(f"{threshold:g}", (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    ax.set_xlabel("decoding time per test video (s)")
+    ax.set_ylabel("SCORE")
+    ax.set_title("Early exit: SCORE vs decoding time")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    return _save(fig, folder, "score_vs_decode_time", "Early exit: SCORE vs decoding time",
+                 "squares: the full decoder; circles: early exit, labelled with the confidence threshold "
+                 "(mean over seeds).")
+
+
 def write_figures(report: "Report", folder: Path) -> list[Figure]:
-    for old in ("score_cider_vs_k", "time_vs_k", "score_vs_time"):  # never show a stale figure
+    for old in ("score_cider_vs_k", "time_vs_k", "score_vs_time", "score_vs_decode_time"):  # never show a stale figure
         for ext in ("png", "svg"):
             (folder / f"{old}.{ext}").unlink(missing_ok=True)
     figures = [metric_vs_k(report.table1, folder)]
@@ -161,4 +188,7 @@ def write_figures(report: "Report", folder: Path) -> list[Figure]:
         tradeoff = score_vs_time(report.table1, report.table2, folder)
         if tradeoff is not None:
             figures.append(tradeoff)
+    early_exit = score_vs_decode_time(report.table1, folder)
+    if early_exit is not None:
+        figures.append(early_exit)
     return figures

@@ -57,6 +57,18 @@ def paper_table1_rows() -> list[tuple[str, str, float, list[str]]]:
     return rows
 
 
+def _has_decoding(table: "Table2") -> bool:
+    return any(r.decode_mean is not None for r in table.rows)
+
+
+def table2_header(table: "Table2", paper: bool) -> list[str]:
+    """Table II's value columns: extraction, [decoding, early exit per threshold], [the paper's]."""
+    header = HEADER2[1:] + (["Decoding (s/video)"] if _has_decoding(table) else [])
+    for t in table.thresholds:
+        header += [f"EE {t:g}: decoding (s/video)", f"EE {t:g}: SCORE drop (%)"]
+    return header + (HEADER2_PAPER if paper else [])
+
+
 def table2_cells(table: "Table2", paper: bool) -> list[tuple[str, list[Cell]]]:
     out = []
     for r in table.rows:
@@ -66,6 +78,11 @@ def table2_cells(table: "Table2", paper: bool) -> list[tuple[str, list[Cell]]]:
             (_num(r.e2e_mean), None if (r.e2e_mean is None or r.e2e_std is None) else _num(r.e2e_std), False),
             (_num(r.e2e_reduction, 1), None, False),
         ]
+        if _has_decoding(table):
+            cells.append((_num(r.decode_mean, 4), None, False))
+        for t in table.thresholds:
+            decode_s, drop = r.early_exit.get(t, (None, None))
+            cells += [(_num(decode_s, 4), None, False), (_num(drop, 1), None, False)]
         if paper:
             published = paper_values.TABLE2.get(round(r.k, 6))
             cells += [(f"{published[0]:.2f}", None, False), (f"{published[1]:.1f}", None, False)] if published \
@@ -102,7 +119,7 @@ def table1_md(report: "Report") -> str:
 
 def table2_md(report: "Report") -> str:
     t2 = report.table2
-    header = HEADER2[1:] + (HEADER2_PAPER if report.paper else [])
+    header = table2_header(t2, report.paper)
     rows = [(label, [_md_cell(c) for c in cells]) for label, cells in table2_cells(t2, report.paper)]
     parts = [f"# Table II: {t2.caption} (timing run {t2.run_id})", "", _md_table(header, rows), ""]
     parts += [f"{i}. {note}" for i, note in enumerate(t2.notes, 1)]
@@ -143,14 +160,21 @@ def write_table1_csv(report: "Report", path: Path) -> None:
 
 
 def write_table2_csv(report: "Report", path: Path) -> None:
+    t2 = report.table2
     header = ["row", "k", "extract_mean_s", "extract_std_s", "extract_reduction_pct",
-              "e2e_mean_s", "e2e_std_s", "e2e_reduction_pct"] + (["paper_time_s", "paper_diff_pct"] if report.paper else [])
+              "e2e_mean_s", "e2e_std_s", "e2e_reduction_pct"] + (["decode_mean_s"] if _has_decoding(t2) else [])
+    for t in t2.thresholds:
+        header += [f"ee{t:g}_decode_s", f"ee{t:g}_score_drop_pct"]
+    header += ["paper_time_s", "paper_diff_pct"] if report.paper else []
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(header)
-        for r in report.table2.rows:
+        for r in t2.rows:
             line = [r.label, f"{r.k:g}", _csv_num(r.extract_mean), _csv_num(r.extract_std), _csv_num(r.extract_reduction),
                     _csv_num(r.e2e_mean), _csv_num(r.e2e_std), _csv_num(r.e2e_reduction)]
+            line += [_csv_num(r.decode_mean)] if _has_decoding(t2) else []
+            for t in t2.thresholds:
+                line += [_csv_num(v) for v in r.early_exit.get(t, (None, None))]
             if report.paper:
                 published = paper_values.TABLE2.get(round(r.k, 6))
                 line += [repr(published[0]), repr(published[1])] if published else ["", ""]
@@ -222,7 +246,7 @@ def table1_tex(report: "Report") -> str:
 
 def table2_tex(report: "Report") -> str:
     t2 = report.table2
-    header = HEADER2[1:] + (HEADER2_PAPER if report.paper else [])
+    header = table2_header(t2, report.paper)
     rows = [(tex_escape(label), [_tex_cell(c) for c in cells], label == "Teacher")
             for label, cells in table2_cells(t2, report.paper)]
     return _tex_table(t2.caption + ".", "tab:avkd-table2", header, rows, t2.notes)
@@ -264,7 +288,7 @@ def print_tables(report: "Report") -> None:
         return
     t2 = Table(title=f"Table II - {escape(report.table2.caption)}")
     t2.add_column("Network")
-    for h in HEADER2[1:] + (HEADER2_PAPER if report.paper else []):
+    for h in table2_header(report.table2, report.paper):
         t2.add_column(h, justify="right")
     for label, cells in table2_cells(report.table2, report.paper):
         t2.add_row(escape(label), *[cell(c) for c in cells])
@@ -362,7 +386,7 @@ def html_page(report: "Report", figures: list["Figure"]) -> str:
         rows2 = [(_h(label), [_html_cell(c) for c in cells], label == "Teacher")
                  for label, cells in table2_cells(t2, report.paper)]
         body += [f"<p>{_h(t2.caption)}; timing run {link(t2.run_id)}.</p>",
-                 _html_table(HEADER2[1:] + (HEADER2_PAPER if report.paper else []), rows2), _notes(t2.notes)]
+                 _html_table(table2_header(t2, report.paper), rows2), _notes(t2.notes)]
 
     # Figures: PNGs embedded as data URIs, so the page needs no other file.
     body.append("<h2>Figures</h2>")

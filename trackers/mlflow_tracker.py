@@ -346,14 +346,19 @@ def finished_runs_by_hash(uri: str, experiment_id: str) -> dict[str, str]:
     return out
 
 
-def mark_stale_runs(uri: str, experiment_id: str, keep: tuple[str, ...] = ()) -> list[str]:
+def mark_stale_runs(uri: str, experiment_id: str, keep: tuple[str, ...] = (),
+                    parent_run_id: str | None = None) -> list[str]:
     """End as KILLED the RUNNING runs a killed driver left behind (all but `keep`); return their ids.
 
-    Call it when a sweep starts, before its own runs exist (or pass them in `keep`).
+    Call it when a sweep starts, before its own runs exist (or pass them in `keep`). With
+    `parent_run_id`, only that run's children: what a sweep calls after its trials, for the runs of
+    trials whose worker died (a lost node) and so never closed them.
     """
     client = mlflow_client(uri)
-    stale = [r.info.run_id for r in search_all_runs(client, experiment_id, "attributes.status = 'RUNNING'")
-             if r.info.run_id not in keep]
+    where = "attributes.status = 'RUNNING'"
+    if parent_run_id:
+        where += f" and tags.`{schema.PARENT}` = '{parent_run_id}'"
+    stale = [r.info.run_id for r in search_all_runs(client, experiment_id, where) if r.info.run_id not in keep]
     for run_id in stale:
         _retry(f"mark run {run_id} KILLED", client.set_terminated, run_id, "KILLED")
     return stale

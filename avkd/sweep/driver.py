@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ray.tune import Callback
 from rich.console import Console
 
 from avkd.config import SweepConfig, config_hash, load_sweep
@@ -46,14 +45,21 @@ def _trial_config_parts(cfg: SweepConfig, dataset_fp: str) -> dict[str, Any]:
     d = cfg.to_dict()
     feats = {k: v for k, v in d["features"].items() if k not in ("device", "workers", "batch_frames", "batch_audio", "cache_dir")}
     data = {k: v for k, v in d["dataset"].items() if k not in ("root", "synth")}
-    return {"dataset": data, "dataset_fingerprint": dataset_fp, "features": feats, "model": d["model"],
+    # Early exit off: hashed as before the option existed, so earlier finished trials stay finished.
+    model = {k: v for k, v in d["model"].items() if k != "early_exit" or v["enabled"]}
+    return {"dataset": data, "dataset_fingerprint": dataset_fp, "features": feats, "model": model,
             "training": d["training"], "decoding": d["decoding"], "evaluation": d["evaluation"]}
 
 
 def plan_trials(cfg: SweepConfig, dataset_fp: str) -> tuple[list[dict], list[dict]]:
-    """-> (teacher-phase specs, student-phase specs). Each spec is a small JSON-able dict."""
+    """-> (teacher-phase specs, student-phase specs). Each spec is a small JSON-able dict.
+
+    Methods add guide trials (avkd.role "guide", avkd/training/methods.py): extra teachers join the
+    teacher phase; a mentor leads the student phase (run_sweep runs it before the students).
+    """
+    from avkd.training import methods  # torch: imported only once a sweep really starts
+
     base = _trial_config_parts(cfg, dataset_fp)
-    distill = cfg.to_dict()["distill"]
     first, second = [], []
     for seed in cfg.grid.seeds:
         t_hash = config_hash({**base, "role": "teacher", "seed": seed})
@@ -61,13 +67,26 @@ def plan_trials(cfg: SweepConfig, dataset_fp: str) -> tuple[list[dict], list[dic
         if cfg.grid.blind:
             first.append({"role": "blind", "k": 1.0, "loss": "ce", "seed": seed,
                           "config_hash": config_hash({**base, "role": "blind", "seed": seed})})
+        extra_teachers, mentors = methods.guide_trials(cfg, base, seed, t_hash, config_hash)
+        first += extra_teachers
+        second += mentors
         for k in cfg.grid.ks:
             for loss in cfg.grid.losses:
-                d = {**{k2: v for k2, v in distill.items() if k2 != "losses"}, "loss_terms": distill["losses"][loss]}
-                second.append({"role": "student", "k": float(k), "loss": loss, "seed": seed, "teacher_hash": t_hash,
-                               "config_hash": config_hash({**base, "distill": d, "role": "student", "k": k,
-                                                           "loss": loss, "seed": seed, "teacher": t_hash})})
+                d = methods.student_distill_config(cfg, loss)
+                identity = {**base, "distill": d, "role": "student", "k": k, "loss": loss, "seed": seed, "teacher": t_hash}
+                spec = {"role": "student", "k": float(k), "loss": loss, "seed": seed, "teacher_hash": t_hash}
+                guides = methods.student_guides(cfg, loss, extra_teachers + mentors)
+                if guides:  # (rep / rep+ce have none: their hash is what it always was)
+                    spec["guides"] = guides
+                    identity["guides"] = {name: g["hash"] for name, g in guides.items()}
+                second.append({**spec, "config_hash": config_hash(identity)})
     return first, second
+
+
+def _needs(spec: dict) -> set[str]:
+    """Config hashes of the trials a trial learns from (its teacher, its guides)."""
+    needs = {g["hash"] for g in spec.get("guides", {}).values()}
+    return needs | {spec["teacher_hash"]} if "teacher_hash" in spec else needs
 
 
 # ---- the sweep ----------------------------------------------------------------------------------
@@ -138,6 +157,7 @@ def _weights_tag(tables: dict) -> str:
 def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
               report_out: str = "reports/out") -> SweepOutcome:
     from avkd.features.extract import extract_variants
+    from avkd.training import methods
     from trackers import mlflow_tracker as mt
 
     t_start = time.time()
@@ -164,7 +184,7 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
 
         # 3. features (cached; computed once for every k before any trial)
         t0 = time.time()
-        ks = sorted({1.0, *cfg.grid.ks})
+        ks = sorted({1.0, *cfg.grid.ks, *methods.feature_ks(cfg)})
         tables = extract_variants(dataset, cfg.features, ks)
         errors = {f"{k:g}": t.errors for k, t in tables.items()}
         parent.log_dict({"errors": errors, "no_audio": {f"{k:g}": t.no_audio for k, t in tables.items()}},
@@ -196,10 +216,18 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
         try:
             _run_phase("teachers", first, ctx, cfg, done, outcome)
             failed_teachers = {s["config_hash"] for s in first if trial_name(s) in outcome.failed}
+            mentors = [s for s in second if s["role"] == "guide"]
+            for s in [s for s in mentors if _needs(s) & failed_teachers]:
+                outcome.not_run[trial_name(s)] = "its teacher failed"
+            _run_phase("mentors", [s for s in mentors if not _needs(s) & failed_teachers], ctx, cfg, done, outcome)
+            failed_teachers |= {s["config_hash"] for s in mentors
+                                if trial_name(s) in outcome.failed or trial_name(s) in outcome.not_run}
             runnable = []
             for s in second:
-                if s["teacher_hash"] in failed_teachers:
-                    outcome.not_run[trial_name(s)] = "its teacher failed"
+                if s["role"] == "guide":
+                    continue
+                if _needs(s) & failed_teachers:
+                    outcome.not_run[trial_name(s)] = "its teacher or a guide (extra teacher, mentor) failed"
                 else:
                     runnable.append(s)
             if cfg.tune is not None:
@@ -210,6 +238,10 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
                 _run_phase("students", runnable, ctx, cfg, done, outcome)
         finally:
             _ray_shutdown()
+        # Every trial has ended now; a run still RUNNING lost its worker (e.g. its node) mid-trial.
+        orphans = mt.mark_stale_runs(uri, exp_id, parent_run_id=parent.run_id)
+        if orphans:
+            console.print(f"[yellow]>> {len(orphans)} trial run(s) whose worker died were marked KILLED[/]")
         parent.log_metrics({"time/trials_s": time.time() - t0, "trials/finished": len(outcome.finished),
                             "trials/skipped": len(outcome.skipped), "trials/failed": len(outcome.failed)})
         parent.log_dict(outcome.__dict__, "outcome.json")
@@ -251,7 +283,9 @@ def _ray_init() -> None:
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local single-user cluster: no token files
     address = os.environ.get("RAY_ADDRESS")
-    ray.init(address=address or None, include_dashboard=False, log_to_driver=True,
+    # Without RAY_ADDRESS always a fresh local instance: address=None would join whatever cluster
+    # `ray start` (or ray.cluster_utils) last recorded in <ray temp>/ray_current_cluster.
+    ray.init(address=address or "local", include_dashboard=False, log_to_driver=True,
              configure_logging=True, logging_level="ERROR",
              **({} if address else {"num_cpus": os.cpu_count()}))
 
@@ -263,24 +297,6 @@ def _ray_shutdown() -> None:
         ray.shutdown()
 
 
-class _Progress(Callback):
-    """One line per finished or failed trial (Tune's own table is off). Module-level: Ray pickles callbacks."""
-
-    def __init__(self, total: int):
-        self.total, self.n = total, 0
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        self.n += 1
-        r = trial.last_result or {}
-        console.print(f"   [green]done[/] {self.n}/{self.total} {trial_name(trial.config['trial'])}: "
-                      f"test SCORE {r.get('test_score', float('nan')):.3f}, "
-                      f"val {r.get('val_best', float('nan')):.3f} ({r.get('trial_time_s', 0):.0f} s)")
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        self.n += 1
-        console.print(f"   [red]FAILED[/] {self.n}/{self.total} {trial_name(trial.config['trial'])}")
-
-
 def _ray_trial_name(trial) -> str:
     return f"{trial_name(trial.config['trial'])}-{trial.trial_id}"
 
@@ -289,6 +305,8 @@ def _run_phase(phase: str, specs: list[dict], ctx: dict, cfg: SweepConfig, done:
                outcome: SweepOutcome, search: dict | None = None) -> Any:
     """Run `specs` as one Ray Tune experiment (skipping finished hashes). Returns the ResultGrid."""
     from ray import tune
+
+    from avkd.sweep.progress import TrialProgress
 
     todo = []
     for s in specs:
@@ -329,7 +347,7 @@ def _run_phase(phase: str, specs: list[dict], ctx: dict, cfg: SweepConfig, done:
             storage_path=str(storage),
             failure_config=tune.FailureConfig(max_failures=cfg.resources.max_failures),
             verbose=0,
-            callbacks=[_Progress(total)],
+            callbacks=[TrialProgress(total)],
         ),
     )
     grid = tuner.fit()

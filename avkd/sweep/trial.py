@@ -23,6 +23,8 @@ from trackers import schema
 def trial_name(spec: dict[str, Any]) -> str:
     if spec["role"] in ("teacher", "blind"):
         return f"{spec['role']}-s{spec['seed']}"
+    if spec["role"] == "guide":  # a method's extra teacher or mentor (avkd/training/methods.py)
+        return f"guide-{spec['guide']}-k{spec['k']:g}-s{spec['seed']}"
     return f"{spec['role']}-k{spec['k']:g}-{spec['loss']}-s{spec['seed']}"
 
 
@@ -72,6 +74,8 @@ def load_trial_inputs(ctx: dict[str, Any], spec: dict[str, Any]):
     teacher = variant(1.0)
     if spec["role"] in ("teacher", "blind"):
         features, teacher_features = variant(1.0, blind=spec["role"] == "blind"), None
+    elif spec["role"] == "guide" and "teacher_hash" not in spec:  # an extra teacher, on its own variant
+        features, teacher_features = variant(spec["k"]), None
     else:
         features, teacher_features = variant(spec["k"]), teacher
     return TrialInputs(
@@ -80,36 +84,44 @@ def load_trial_inputs(ctx: dict[str, Any], spec: dict[str, Any]):
         references={v: m["captions"] for v, m in meta["videos"].items()},
         features=features,
         teacher_features=teacher_features,
+        guide_features={name: variant(g["k"]) for name, g in spec.get("guides", {}).items()},
     )
 
 
-def _inject_fault(spec: dict[str, Any], where: str) -> None:
-    """Fault injection for the reliability suite: AVKD_FAULT="crash:<trial name>[:<attempts>]".
+def _fault_armed(spec: dict[str, Any], kind: str) -> bool:
+    """Fault injection for the reliability suite: AVKD_FAULT="<kind>:<trial name>[:<attempts>]".
 
-    Only active when the variable is set; `attempts` limits how many attempts crash (retry tests),
+    Kinds: `crash` (the trial raises once its MLflow run is open) and `nan` (its training diverges:
+    the loss becomes NaN, which train.py's finite-loss guard turns into a FloatingPointError).
+    Only active when the variable is set; `attempts` limits how many attempts fail (retry tests),
     counted with marker files in AVKD_FAULT_DIR.
     """
     fault = os.environ.get("AVKD_FAULT", "")
     if not fault:
-        return
-    kind, _, rest = fault.partition(":")
+        return False
+    fault_kind, _, rest = fault.partition(":")
     name, _, attempts = rest.partition(":")
-    if name != trial_name(spec) or kind != where:
-        return
+    if name != trial_name(spec) or fault_kind != kind:
+        return False
     if attempts:
         marks = Path(os.environ.get("AVKD_FAULT_DIR", "/tmp")) / f"avkd-fault-{name}"
         n = int(marks.read_text()) if marks.exists() else 0
         if n >= int(attempts):
-            return
+            return False
         marks.write_text(str(n + 1))
-    raise RuntimeError(f"injected fault ({fault})")
+    return True
+
+
+def _inject_fault(spec: dict[str, Any], where: str) -> None:
+    if _fault_armed(spec, where):
+        raise RuntimeError(f"injected fault ({os.environ['AVKD_FAULT']})")
 
 
 def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
     """The Ray Tune function trainable. `config["trial"]` is the spec; tuning adds override keys."""
     import torch
 
-    from avkd.training.train import run_student, run_teacher
+    from avkd.training.train import run_mentor, run_student, run_teacher
     from trackers.mlflow_tracker import RunLogger
 
     spec = dict(config["trial"])
@@ -134,6 +146,8 @@ def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
     }
     if spec.get("tuned"):
         tags["avkd.tuned"] = "true"
+    if spec["role"] == "guide":
+        tags["avkd.guide"] = spec["guide"]
     reporting_to_tune = spec["role"] == "tune"
     started = time.time()
     with RunLogger(ctx["tracking_uri"], ctx["experiment_id"], trial_name(spec), tags,
@@ -144,6 +158,8 @@ def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
         errors = ctx["extraction_errors"].get(f"{spec['k']:g}", [])
         run.log_dict({"errors": errors}, schema.ARTIFACT_EXTRACTION_ERRORS)
         _inject_fault(spec, "crash")
+        if _fault_armed(spec, "nan"):  # an infinite step size makes Adam's first update inf/NaN weights
+            cfg.training.lr = math.inf
 
         val_key = f"{schema.VAL_PREFIX}{cfg.training.val_metric}"
         best_so_far = [float("-inf")]
@@ -164,15 +180,23 @@ def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
         if spec["role"] in ("teacher", "blind"):
             result = run_teacher(cfg, inputs, seed=spec["seed"], out_dir=out_dir, log=log,
                                  blind=spec["role"] == "blind")
+        elif spec["role"] == "guide" and "teacher_hash" not in spec:  # multi_teacher's extra teacher
+            result = run_teacher(cfg, inputs, seed=spec["seed"], out_dir=out_dir, log=log, modality=spec["modality"])
+        elif spec["role"] == "guide":  # multi_stage's mentor
+            result = run_mentor(cfg, inputs, Path(ctx["trials_dir"]) / spec["teacher_hash"] / "best.pt",
+                                seed=spec["seed"], out_dir=out_dir, log=log)
         else:
             teacher_ckpt = Path(ctx["trials_dir"]) / spec["teacher_hash"] / "best.pt"
+            guide_ckpts = {name: Path(ctx["trials_dir"]) / g["hash"] / "best.pt"
+                           for name, g in spec.get("guides", {}).items()}
             result = run_student(cfg, inputs, mode=spec["loss"], teacher_checkpoint=teacher_ckpt,
                                  seed=spec["seed"], out_dir=out_dir, log=log,
-                                 evaluate_test=spec["role"] != "tune")
+                                 evaluate_test=spec["role"] != "tune", guide_checkpoints=guide_ckpts)
         final = {f"val/best_{cfg.training.val_metric}": result.val_best, "trial_time_s": time.time() - started}
         if result.test_metrics:
             final.update({f"{schema.TEST_PREFIX}{k}": v for k, v in result.test_metrics.items()})
             final["test/decode_s"] = result.decode_s
+            final.update(result.extra_metrics)  # test/decode_s_per_video, early exit's ee/t<t>/...
             run.set_tags({schema.SCORE_METRICS: ",".join(result.score_metrics)})
             run.log_artifact(result.captions_path)
             run.log_artifact(result.per_video_path)

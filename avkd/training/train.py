@@ -4,6 +4,12 @@
     rep       stage 1: MLP alone on L_rep; stage 2: MLP frozen, decoder on L_CE    run_student(mode="rep")
     rep+ce    MLP and decoder together on CE + w * L_rep                          run_student(mode="rep+ce")
     <other>   joint training on the terms of distill.losses[<other>]               run_student(mode=...)
+    methods   fused_to_modal / multi_teacher / multi_stage: the same joint loop, plus the pieces of
+              avkd/training/methods.py (per-modality branches, frozen guides, aggregation unit)
+    guides    extra teachers (run_teacher(modality=...)) and the multi_stage mentor (run_mentor)
+
+With model.early_exit the decoder has exit heads, trained in every stage through the `exit_ce` term,
+and the test split is also decoded at each early-exit threshold.
 
 Every stage early-stops on the *validate* split (CIDEr or BLEU-4 of greedy captions; L_rep for
 stage 1 of `rep`) and keeps the best epoch. The test split is decoded once, with beam search, from
@@ -15,7 +21,7 @@ import copy
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -27,8 +33,10 @@ from avkd.config import LossTerm, SweepConfig
 from avkd.data.vocab import BOS_ID, PAD_ID, Vocabulary
 from avkd.errors import ConfigError, DataError
 from avkd.evaluation import metrics as M
+from avkd.models.branches import ModalBranches
 from avkd.models.decoder import CaptionDecoder
 from avkd.models.distill import DistillMLP
+from avkd.training import methods
 from avkd.training.decode import decode
 from avkd.training.losses import Objective, build_objective
 from trackers import schema
@@ -53,6 +61,8 @@ class TrialInputs:
     references: dict[str, list[str]]  # video_id -> raw reference caption strings (for metrics)
     features: dict[str, Split]  # "train" | "validate" | "test" -> this trial's variant
     teacher_features: dict[str, Split] | None = None  # students: the teacher variant, same video order
+    # Methods: the variant each extra guide (e.g. "audio", "mentor") was trained on, same video order.
+    guide_features: dict[str, dict[str, Split]] = field(default_factory=dict)
 
 
 @dataclass
@@ -66,6 +76,8 @@ class TrialResult:
     captions_path: Path | None  # out_dir/test_captions.json; None when the test split was not evaluated
     per_video_path: Path | None  # out_dir/per_video_scores.csv; idem
     decode_s: float  # wall time of decoding the test split (0 when not evaluated)
+    # Further metrics to log as they are: test/decode_s_per_video, early exit ee/t0.9/score, ...
+    extra_metrics: dict[str, float] = field(default_factory=dict)
 
 
 # ---- the model of a trial ----------------------------------------------------------------------
@@ -73,20 +85,33 @@ class TrialResult:
 class Captioner(nn.Module):
     """raw latent -> standardise (train statistics) -> [distillation MLP] -> decoder.
 
-    The teacher and blind baseline have no MLP; the blind baseline replaces every latent with zeros.
+    The teacher and blind baseline have no MLP; the blind baseline replaces every latent with zeros,
+    an audio-only (visual-only) teacher the visual (audio) part. `mlp` is a DistillMLP, or the
+    per-modality ModalBranches of fused_to_modal. `frozen` names submodules no stage trains
+    (multi_teacher's shared encoder).
     """
 
     def __init__(self, decoder: CaptionDecoder, mean: torch.Tensor, std: torch.Tensor,
-                 mlp: DistillMLP | None = None, blind: bool = False):
+                 mlp: DistillMLP | ModalBranches | None = None, blind: bool = False,
+                 modality: str = "av", audio_dim: int | None = None):
         super().__init__()
+        if modality not in ("av", "audio", "visual") or (modality != "av" and audio_dim is None):
+            raise ValueError(f"modality {modality!r}: expected av, or audio / visual with audio_dim")
         self.decoder, self.mlp, self.blind = decoder, mlp, blind
+        self.modality, self.audio_dim = modality, audio_dim
+        self.frozen: tuple[str, ...] = ()
         self.register_buffer("mean", mean.float())
         self.register_buffer("std", std.float())
 
     def standardise(self, raw: torch.Tensor) -> torch.Tensor:
         if self.blind:
             return torch.zeros_like(raw)
-        return (raw - self.mean) / self.std
+        x = (raw - self.mean) / self.std
+        if self.modality == "audio":
+            x = torch.cat([x[:, : self.audio_dim], torch.zeros_like(x[:, self.audio_dim :])], dim=1)
+        elif self.modality == "visual":
+            x = torch.cat([torch.zeros_like(x[:, : self.audio_dim]), x[:, self.audio_dim :]], dim=1)
+        return x
 
     def decoder_input(self, raw: torch.Tensor) -> torch.Tensor:
         x = self.standardise(raw)
@@ -116,9 +141,11 @@ def save_checkpoint(path: Path, model: Captioner, vocab: Vocabulary, info: dict)
         "format": "avkd-captioner-1",
         "decoder_config": model.decoder.config,
         "decoder_state": model.decoder.state_dict(),
+        "mlp_kind": type(model.mlp).__name__ if model.mlp is not None else None,
         "mlp_config": model.mlp.config if model.mlp is not None else None,
         "mlp_state": model.mlp.state_dict() if model.mlp is not None else None,
         "mean": model.mean.cpu(), "std": model.std.cpu(), "blind": model.blind,
+        "modality": model.modality, "audio_dim": model.audio_dim,
         "vocab": list(vocab.words),
         "info": info,
     }, path)
@@ -139,9 +166,11 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[Captioner, V
     decoder.load_state_dict(ck["decoder_state"])
     mlp = None
     if ck["mlp_config"] is not None:
-        mlp = DistillMLP(**ck["mlp_config"])
+        kind = {"DistillMLP": DistillMLP, "ModalBranches": ModalBranches}[ck.get("mlp_kind") or "DistillMLP"]
+        mlp = kind(**ck["mlp_config"])
         mlp.load_state_dict(ck["mlp_state"])
-    model = Captioner(decoder, ck["mean"], ck["std"], mlp, ck["blind"]).to(device).eval()
+    model = Captioner(decoder, ck["mean"], ck["std"], mlp, ck["blind"], ck.get("modality", "av"),
+                      ck.get("audio_dim")).to(device).eval()
     return model, Vocabulary(ck["vocab"]), ck["info"]
 
 
@@ -204,7 +233,10 @@ def seed_everything(seed: int) -> np.random.Generator:
 # ---- one training step (shared by every stage; the tests check its gradient flow) --------------
 
 def set_trainable(model: Captioner, decoder: bool, mlp: bool) -> list[nn.Parameter]:
-    """Freeze/unfreeze the parts for a stage; frozen parts run in eval mode. Returns the trained params."""
+    """Freeze/unfreeze the parts for a stage; frozen parts run in eval mode. Returns the trained params.
+
+    Submodules named in model.frozen (e.g. a shared encoder) stay frozen in every stage.
+    """
     parts = [(model.decoder, decoder)] + ([(model.mlp, mlp)] if model.mlp is not None else [])
     params = []
     for module, on in parts:
@@ -213,27 +245,38 @@ def set_trainable(model: Captioner, decoder: bool, mlp: bool) -> list[nn.Paramet
             p.requires_grad_(on)
         if on:
             params += list(module.parameters())
-    return params
+    for name in model.frozen:
+        for p in model.get_submodule(name).parameters():
+            p.requires_grad_(False)
+    return [p for p in params if p.requires_grad]
 
 
-def pair_outputs(decoder: CaptionDecoder, mlp: DistillMLP | None, latents: torch.Tensor, rows: torch.Tensor,
-                 seqs: torch.Tensor, teacher: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def pair_outputs(decoder: CaptionDecoder, mlp: DistillMLP | ModalBranches | None, latents: torch.Tensor,
+                 rows: torch.Tensor, seqs: torch.Tensor, teacher: torch.Tensor | None = None,
+                 guides: "methods.Guides | None" = None) -> dict[str, torch.Tensor]:
     """A batch of (video row, caption) pairs -> the named tensors the loss terms read.
 
     latents: standardised latents of the split (rows index them); teacher: the standardised teacher
     latents (students only). The MLP, when given, runs once per distinct video of the batch.
+    guides (methods): the frozen guides' tensors for the same videos and captions.
     """
     videos, inverse = torch.unique(rows, return_inverse=True)
     x = latents[videos]
     out: dict[str, torch.Tensor] = {}
     if mlp is not None:
-        x = mlp(x)
-        out["student_mapped"] = x
+        out.update(mlp.parts(x) if isinstance(mlp, ModalBranches) else {"student_mapped": mlp(x)})
+        x = out["student_mapped"]
         if teacher is not None:
             out["teacher_latent"] = teacher[videos]
     seqs = seqs[:, : int((seqs != PAD_ID).sum(1).max())]  # trim padding to this batch's longest caption
-    out["logits"] = decoder(x[inverse], seqs[:, :-1])
+    if len(decoder.exits):  # early exit: every exit head's logits too
+        *exits, out["logits"] = decoder.forward_all(x[inverse], seqs[:, :-1])
+        out["exit_logits"] = torch.stack(exits)
+    else:
+        out["logits"] = decoder(x[inverse], seqs[:, :-1])
     out["targets"] = seqs[:, 1:]
+    if guides is not None:
+        out.update(guides.batch_outputs(videos, inverse, seqs[:, :-1]))
     return out
 
 
@@ -245,12 +288,18 @@ def mapper_outputs(mlp: DistillMLP, latents: torch.Tensor, teacher: torch.Tensor
 
 def _train_epoch(params: list[nn.Parameter], optimiser: torch.optim.Optimizer, batches: list[torch.Tensor],
                  compute: Callable[[torch.Tensor], dict[str, torch.Tensor]], objective: Objective,
-                 grad_clip: float) -> dict[str, float]:
-    """One pass over index batches: mean train/loss and train/<term> (weighted by batch size)."""
+                 grad_clip: float, epoch: int) -> dict[str, float]:
+    """One pass over index batches: mean train/loss and train/<term> (weighted by batch size).
+
+    A non-finite loss raises FloatingPointError naming the epoch (a diverged trial stops at once
+    instead of training on NaN weights until early stopping).
+    """
     sums: dict[str, float] = {}
     count = 0
-    for batch in batches:
+    for i, batch in enumerate(batches, 1):
         total, parts = objective(compute(batch))
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"training loss is {total.item()} at epoch {epoch} (batch {i} of {len(batches)})")
         optimiser.zero_grad(set_to_none=True)
         total.backward()
         if grad_clip > 0:
@@ -328,10 +377,16 @@ def _validate_captions(model: Captioner, data: _Data, vocab: Vocabulary, scorer:
 
 def fit_decoder(model: Captioner, data: _Data, objective: Objective, train_mlp: bool, cfg: SweepConfig,
                 vocab: Vocabulary, val_scorer: M.ValidationScorer, rng: np.random.Generator, log: LogFn,
-                history: list[dict], first_epoch: int = 1) -> _EarlyStop:
-    """Train the decoder (and the MLP when train_mlp) on caption pairs; early stop on the validate split."""
+                history: list[dict], first_epoch: int = 1, guides: "methods.Guides | None" = None) -> _EarlyStop:
+    """Train the decoder (and the MLP when train_mlp) on caption pairs; early stop on the validate split.
+
+    guides (methods, joint training only): frozen guide models whose outputs the loss terms read;
+    their aggregation unit, if any, is trained along.
+    """
     tc = cfg.training
     params = set_trainable(model, decoder=True, mlp=train_mlp)
+    if guides is not None:
+        params += list(guides.parameters())
     optimiser = torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
     latents, mlp, teacher = data.train, model.mlp, data.teacher_train
     if model.mlp is not None and not train_mlp:
@@ -343,9 +398,11 @@ def fit_decoder(model: Captioner, data: _Data, objective: Objective, train_mlp: 
         set_trainable(model, decoder=True, mlp=train_mlp)
         started = time.perf_counter()
         record = _train_epoch(params, optimiser, _pair_batches(lengths, tc.batch_size, rng),
-                              lambda i: pair_outputs(model.decoder, mlp, latents, data.rows[i], data.seqs[i], teacher),
-                              objective, tc.grad_clip)
+                              lambda i: pair_outputs(model.decoder, mlp, latents, data.rows[i], data.seqs[i], teacher,
+                                                     guides), objective, tc.grad_clip, epoch)
         record["train/epoch_s"] = time.perf_counter() - started
+        if guides is not None:
+            record.update(guides.epoch_metrics())
         record.update(_validate_captions(model, data, vocab, val_scorer, cfg.decoding.max_len))
         if train_mlp and data.teacher_validate is not None:
             with torch.no_grad():
@@ -370,7 +427,7 @@ def fit_mapper(model: Captioner, data: _Data, objective: Objective, cfg: SweepCo
         batches = _batches(len(data.train), cfg.training.batch_size, rng)
         record = _train_epoch(params, optimiser, batches,
                               lambda rows: mapper_outputs(model.mlp, data.train, data.teacher_train, rows),
-                              objective, cfg.training.grad_clip)
+                              objective, cfg.training.grad_clip, epoch)
         record["train/epoch_s"] = time.perf_counter() - started
         model.mlp.eval()
         with torch.no_grad():
@@ -413,7 +470,10 @@ def _make_data(model: Captioner, raw: dict[str, np.ndarray], inputs: TrialInputs
 def _finish(model: Captioner, data: _Data, inputs: TrialInputs, cfg: SweepConfig, stop: _EarlyStop,
             history: list[dict], out_dir: Path, scorer: M.CaptionScorer | None, info: dict,
             evaluate_test: bool) -> TrialResult:
-    """Save the best model, decode the test split with beam search and score it with every metric."""
+    """Save the best model, decode the test split with beam search and score it with every metric.
+
+    With early-exit heads, the test split is also decoded and scored at each threshold (ee/t<t>/...).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     info = {**info, "best_epoch": stop.best_epoch, "val_metric": cfg.training.val_metric, "val_best": stop.best}
@@ -424,52 +484,88 @@ def _finish(model: Captioner, data: _Data, inputs: TrialInputs, cfg: SweepConfig
 
     model.eval()
     dc = cfg.decoding
-    started = time.perf_counter()
     with torch.no_grad():
         x = model.mlp(data.test) if model.mlp is not None else data.test
+        decode(model.decoder, x[:4], dc.beam_size, dc.max_len, dc.length_penalty)  # warm-up: time steady state
+        started = time.perf_counter()
         ids = decode(model.decoder, x, dc.beam_size, dc.max_len, dc.length_penalty)
-    decode_s = time.perf_counter() - started
+        decode_s = time.perf_counter() - started
     test = inputs.features["test"]
     preds = {v: " ".join(inputs.vocab.decode(t)) for v, t in zip(test.video_ids, ids)}
 
     scorer = scorer or M.default_scorer(cfg.evaluation.spice_jars)
-    metrics, per_video = scorer.score(_references(test, inputs.references, "test"), preds)
+    refs = _references(test, inputs.references, "test")
+    metrics, per_video = scorer.score(refs, preds)
     score, averaged = M.final_score(metrics)
     metrics["score"] = score
     captions_path = out_dir / schema.ARTIFACT_CAPTIONS
     per_video_path = out_dir / schema.ARTIFACT_PER_VIDEO
     M.write_captions(captions_path, preds)
     M.write_per_video(per_video_path, preds, per_video)
+    extra = {"test/decode_s_per_video": decode_s / len(test.video_ids)}
+    if cfg.model.early_exit.enabled and len(model.decoder.exits):
+        extra.update(methods.early_exit_metrics(model.decoder, x, test.video_ids, refs, inputs.vocab, cfg, scorer))
     return TrialResult(metrics, averaged, stop.best, stop.best_epoch, history, checkpoint, captions_path,
-                       per_video_path, decode_s)
+                       per_video_path, decode_s, extra)
+
+
+def _new_decoder(cfg: SweepConfig, latent_dim: int, vocab_size: int) -> CaptionDecoder:
+    mc = cfg.model
+    return CaptionDecoder(latent_dim, vocab_size, mc.embed_dim, mc.hidden, mc.layers, mc.dropout,
+                          exit_heads=mc.early_exit.enabled)
+
+
+def _decoder_objective(terms: list[LossTerm], cfg: SweepConfig, where: str) -> Objective:
+    """The terms of a decoder-training stage, plus the exit heads' loss when the decoder has them."""
+    ee = cfg.model.early_exit
+    return build_objective(terms + ([LossTerm("exit_ce", ee.weight)] if ee.enabled else []), where)
 
 
 def run_teacher(cfg: SweepConfig, inputs: TrialInputs, seed: int, out_dir: Path, log: LogFn,
                 blind: bool = False, scorer: M.CaptionScorer | None = None,
-                evaluate_test: bool = True) -> TrialResult:
+                evaluate_test: bool = True, modality: str = "av") -> TrialResult:
     """Train the teacher (k = 1 features) with L_CE, or with blind=True the zero-latent baseline.
 
-    evaluate_test=False (tuning trials) skips decoding and scoring the test split.
+    modality "audio" / "visual": a single-modality teacher (multi_teacher's extra teachers), the
+    other modality's latent zeroed. evaluate_test=False (tuning trials) skips decoding and scoring
+    the test split.
     """
     rng = seed_everything(seed)
     device = _device(cfg)
     raw = _split_latents(inputs.features, "teacher features")
     mean, std = latent_stats(raw["train"])
-    mc = cfg.model
-    decoder = CaptionDecoder(raw["train"].shape[1], len(inputs.vocab), mc.embed_dim, mc.hidden, mc.layers, mc.dropout)
-    model = Captioner(decoder, mean, std, blind=blind).to(device)
+    decoder = _new_decoder(cfg, raw["train"].shape[1], len(inputs.vocab))
+    audio_dim = inputs.features["train"].audio.shape[1]
+    model = Captioner(decoder, mean, std, blind=blind, modality=modality, audio_dim=audio_dim).to(device)
     data = _make_data(model, raw, inputs, cfg, device)
     val_scorer = M.ValidationScorer(_references(inputs.features["validate"], inputs.references, "validate"))
     history: list[dict] = []
-    stop = fit_decoder(model, data, build_objective([LossTerm("ce", 1.0)], "teacher loss"), False, cfg,
+    stop = fit_decoder(model, data, _decoder_objective([LossTerm("ce", 1.0)], cfg, "teacher loss"), False, cfg,
                        inputs.vocab, val_scorer, rng, log, history)
-    info = {"kind": "blind" if blind else "teacher", "mode": "ce", "seed": seed}
+    info = {"kind": "blind" if blind else "teacher", "mode": "ce", "seed": seed, "modality": modality}
     return _finish(model, data, inputs, cfg, stop, history, out_dir, scorer, info, evaluate_test)
+
+
+def _load_guide(path: Path, inputs: TrialInputs, device: torch.device, what: str) -> Captioner:
+    model, vocab, _ = load_checkpoint(path, str(device))
+    if vocab.words != inputs.vocab.words:
+        raise DataError(f"{path}: the {what}'s vocabulary differs from this trial's ({len(vocab)} vs "
+                        f"{len(inputs.vocab)} words)")
+    return model
+
+
+def _same_videos(ours: dict[str, Split], theirs: dict[str, Split], what: str) -> None:
+    for s in SPLITS:
+        a, b = list(ours[s].video_ids), list(theirs[s].video_ids)
+        if a != b:
+            first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            raise DataError(f"{s} split: student and {what} features list different videos "
+                            f"(position {first}: {len(a)} vs {len(b)} videos)")
 
 
 def run_student(cfg: SweepConfig, inputs: TrialInputs, mode: str, teacher_checkpoint: Path, seed: int,
                 out_dir: Path, log: LogFn, scorer: M.CaptionScorer | None = None,
-                evaluate_test: bool = True) -> TrialResult:
+                evaluate_test: bool = True, guide_checkpoints: dict[str, Path] | None = None) -> TrialResult:
     """Train a student on compressed-input latents, distilled from the teacher's latents.
 
     mode "rep": stage 1 fits the MLP alone on distill.losses["rep"] (L_rep) for up to rep_epochs,
@@ -478,41 +574,57 @@ def run_student(cfg: SweepConfig, inputs: TrialInputs, mode: str, teacher_checkp
     L_rep compares MLP(student latent) with the teacher latent, each standardised with its own
     train statistics (the teacher's are those stored in its checkpoint).
 
+    A mode named after a method (avkd/training/methods.py) adds that method's pieces; its extra
+    guides (multi_teacher's extra teachers, multi_stage's mentor) come from `guide_checkpoints`
+    (name -> best.pt) and inputs.guide_features (name -> the variant each was trained on).
+
     With distill.init_from_teacher (default) the student decoder starts from the teacher's best
     weights: the MLP output lives in the teacher's latent space, which that decoder already reads.
     evaluate_test=False (tuning trials) skips decoding and scoring the test split.
     """
     if mode not in cfg.distill.losses:
         raise ConfigError(f"distill.losses: no entry for student mode {mode!r} (known: {', '.join(cfg.distill.losses)})")
+    return _train_student(cfg, inputs, mode, cfg.distill.losses[mode], f"distill.losses.{mode}", teacher_checkpoint,
+                          seed, out_dir, log, scorer, evaluate_test, guide_checkpoints or {})
+
+
+def run_mentor(cfg: SweepConfig, inputs: TrialInputs, teacher_checkpoint: Path, seed: int, out_dir: Path,
+               log: LogFn, scorer: M.CaptionScorer | None = None, evaluate_test: bool = True) -> TrialResult:
+    """multi_stage's mentor: a student at k = mentor_k trained on distill.methods.multi_stage.mentor_losses."""
+    return _train_student(cfg, inputs, "mentor", cfg.distill.methods.multi_stage.mentor_losses,
+                          "distill.methods.multi_stage.mentor_losses", teacher_checkpoint, seed, out_dir, log,
+                          scorer, evaluate_test, {})
+
+
+def _train_student(cfg: SweepConfig, inputs: TrialInputs, mode: str, terms: list[LossTerm], where: str,
+                   teacher_checkpoint: Path, seed: int, out_dir: Path, log: LogFn,
+                   scorer: M.CaptionScorer | None, evaluate_test: bool,
+                   guide_checkpoints: dict[str, Path]) -> TrialResult:
     if inputs.teacher_features is None:
         raise DataError(f"student {mode!r}: TrialInputs.teacher_features is missing (the targets of L_rep)")
     rng = seed_everything(seed)
     device = _device(cfg)
     teacher, teacher_vocab, _ = load_checkpoint(teacher_checkpoint, str(device))
-    if teacher.blind or teacher.mlp is not None:
-        raise DataError(f"{teacher_checkpoint}: not a teacher checkpoint (blind baseline or student)")
+    if teacher.blind or teacher.mlp is not None or teacher.modality != "av":
+        raise DataError(f"{teacher_checkpoint}: not a teacher checkpoint (blind baseline, student or single-modality)")
     if teacher_vocab.words != inputs.vocab.words:
         raise DataError(f"{teacher_checkpoint}: its vocabulary differs from this trial's ({len(teacher_vocab)} vs "
                         f"{len(inputs.vocab)} words)")
     raw = _split_latents(inputs.features, f"student {mode!r} features")
     teacher_raw = _split_latents(inputs.teacher_features, "teacher features")
-    for s in SPLITS:
-        ours, theirs = inputs.features[s].video_ids, inputs.teacher_features[s].video_ids
-        if list(ours) != list(theirs):
-            first = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
-            raise DataError(f"{s} split: student and teacher features list different videos "
-                            f"(position {first}: {len(ours)} vs {len(theirs)} videos)")
+    _same_videos(inputs.features, inputs.teacher_features, "teacher")
 
     mc, dc = cfg.model, cfg.distill
     teacher_dim = teacher.decoder.config["latent_dim"]
-    decoder = CaptionDecoder(teacher_dim, len(inputs.vocab), mc.embed_dim, mc.hidden, mc.layers, mc.dropout)
+    decoder = _new_decoder(cfg, teacher_dim, len(inputs.vocab))
     if dc.init_from_teacher:
-        for key in ("embed_dim", "hidden", "layers"):
-            if decoder.config[key] != teacher.decoder.config[key]:
+        for key in ("embed_dim", "hidden", "layers", "exit_heads"):
+            if decoder.config[key] != teacher.decoder.config.get(key, False):
                 raise ConfigError(f"distill.init_from_teacher: model.{key} is {decoder.config[key]} but the teacher's "
-                                  f"is {teacher.decoder.config[key]} ({teacher_checkpoint})")
+                                  f"is {teacher.decoder.config.get(key, False)} ({teacher_checkpoint})")
         decoder.load_state_dict(teacher.decoder.state_dict())
-    mlp = DistillMLP(raw["train"].shape[1], teacher_dim, dc.mlp.hidden, dc.mlp.activation, dc.mlp.dropout)
+    audio_dim = inputs.features["train"].audio.shape[1]
+    mlp = methods.make_mapper(mode, audio_dim, raw["train"].shape[1] - audio_dim, teacher_dim, dc.mlp)
     mean, std = latent_stats(raw["train"])
     model = Captioner(decoder, mean, std, mlp).to(device)
     data = _make_data(model, raw, inputs, cfg, device)
@@ -521,15 +633,34 @@ def run_student(cfg: SweepConfig, inputs: TrialInputs, mode: str, teacher_checkp
         data.teacher_validate = teacher.standardise(torch.from_numpy(teacher_raw["validate"]).to(device))
     val_scorer = M.ValidationScorer(_references(inputs.features["validate"], inputs.references, "validate"))
 
+    # Methods: frozen guides (the teacher, extra teachers, the mentor) and their aggregation unit.
+    guide_models = {"teacher": teacher}
+    guide_latents = {"teacher": data.teacher_train}
+    for name in methods.guide_names(cfg, mode):
+        if name not in guide_checkpoints or name not in inputs.guide_features:
+            raise DataError(f"student {mode!r}: guide {name!r} is missing (its checkpoint and features are needed)")
+        guide_models[name] = _load_guide(Path(guide_checkpoints[name]), inputs, device, f"guide {name!r}")
+        _same_videos(inputs.features, inputs.guide_features[name], f"guide {name!r}")
+        guide_raw = _raw_latents(inputs.guide_features[name]["train"], f"guide {name!r} train")
+        with torch.no_grad():
+            guide_latents[name] = guide_models[name].decoder_input(torch.from_numpy(guide_raw).to(device))
+    guides = methods.build_guides(cfg, mode, terms, guide_models, guide_latents, where)
+    shared = methods.shared_encoder(cfg, mode)
+    if shared is not None:  # multi_teacher: the student's encoder is a frozen copy of one teacher's
+        methods.share_encoder(model, guide_models[shared])
+
     history: list[dict] = []
-    terms = dc.losses[mode]
     if mode == "rep":
-        fit_mapper(model, data, build_objective(terms, "distill.losses.rep"), cfg, rng, log, history)
-        ce = build_objective([LossTerm("ce", 1.0)], "rep stage 2 loss")
+        fit_mapper(model, data, build_objective(terms, where), cfg, rng, log, history)
+        ce = _decoder_objective([LossTerm("ce", 1.0)], cfg, "rep stage 2 loss")
         stop = fit_decoder(model, data, ce, False, cfg, inputs.vocab, val_scorer, rng, log, history,
                            first_epoch=len(history) + 1)
     else:
-        stop = fit_decoder(model, data, build_objective(terms, f"distill.losses.{mode}"), True, cfg,
-                           inputs.vocab, val_scorer, rng, log, history)
-    info = {"kind": "student", "mode": mode, "seed": seed, "teacher_checkpoint": str(teacher_checkpoint)}
+        stop = fit_decoder(model, data, _decoder_objective(terms, cfg, where), True, cfg,
+                           inputs.vocab, val_scorer, rng, log, history, guides=guides)
+    info = {"kind": "mentor" if mode == "mentor" else "student", "mode": mode, "seed": seed,
+            "teacher_checkpoint": str(teacher_checkpoint),
+            "guides": {name: str(path) for name, path in guide_checkpoints.items()}}
+    if guides is not None and guides.aggregation is not None:
+        info["aggregate_weights"] = guides.aggregation.named_weights()
     return _finish(model, data, inputs, cfg, stop, history, out_dir, scorer, info, evaluate_test)

@@ -1,0 +1,31 @@
+"""Console progress of Ray Tune trials: one line per finished or failed trial.
+
+A module of its own so that the driver imports Ray only when trials start (a bad sweep file is
+reported before any heavy import), and so the callback class pickles by reference (Ray pickles it).
+"""
+from __future__ import annotations
+
+from ray.tune import Callback
+from rich.console import Console
+
+from avkd.sweep.trial import trial_name
+
+console = Console()
+
+
+class TrialProgress(Callback):
+    """Tune's own progress table is off (RAY_AIR_NEW_OUTPUT=0, verbose=0); this prints instead."""
+
+    def __init__(self, total: int):
+        self.total, self.n = total, 0
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.n += 1
+        r = trial.last_result or {}
+        console.print(f"   [green]done[/] {self.n}/{self.total} {trial_name(trial.config['trial'])}: "
+                      f"test SCORE {r.get('test_score', float('nan')):.3f}, "
+                      f"val {r.get('val_best', float('nan')):.3f} ({r.get('trial_time_s', 0):.0f} s)")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.n += 1
+        console.print(f"   [red]FAILED[/] {self.n}/{self.total} {trial_name(trial.config['trial'])}")

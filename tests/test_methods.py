@@ -1,0 +1,384 @@
+"""Distillation methods (fused_to_modal, multi_teacher, multi_stage) and early exit: losses on
+hand-made tensors, which parameters each trains, the aggregation unit, exit heads and thresholds."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from avkd.config import LossTerm, config_hash, parse_sweep
+from avkd.data.vocab import PAD_ID
+from avkd.errors import ConfigError
+from avkd.models.branches import ModalBranches
+from avkd.models.decoder import CaptionDecoder
+from avkd.models.distill import DistillMLP
+from avkd.training import methods
+from avkd.training.decode import beam_search, greedy
+from avkd.training.losses import LOSSES, build_objective
+from avkd.training.train import Captioner, pair_outputs, set_trainable
+
+torch.set_num_threads(1)
+
+
+def kl(p, q):
+    """KL(p || q) of two probability vectors, by the definition."""
+    return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q))
+
+
+def softmax(xs, t=1.0):
+    e = [math.exp(x / t) for x in xs]
+    return [v / sum(e) for v in e]
+
+
+# ---- loss values on hand-made tensors ------------------------------------------------------------------
+
+def test_modal_kl_and_l1_values():
+    teacher = torch.tensor([[1.0, 0.0, -1.0]])
+    audio, visual = torch.tensor([[0.0, 0.0, 0.0]]), torch.tensor([[2.0, 1.0, 0.0]])
+    out = {"student_audio": audio, "student_visual": visual, "teacher_latent": teacher, "temperature": torch.tensor(2.0)}
+    p = softmax([1.0, 0.0, -1.0], 2.0)
+    expected = 4.0 * (kl(p, softmax([0, 0, 0], 2.0)) + kl(p, softmax([2.0, 1.0, 0.0], 2.0)))
+    assert float(LOSSES["modal_kl"](out)) == pytest.approx(expected, rel=1e-5)
+    assert float(LOSSES["modal_l1"](out)) == pytest.approx(2 / 3 + 1.0)  # |1,0,1|/3 + |1,1,1|/3
+    out["student_audio"] = out["student_visual"] = teacher.clone()
+    assert float(LOSSES["modal_kl"](out)) == pytest.approx(0.0, abs=1e-7)
+
+
+def word_outputs():
+    student = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]]])  # (B=1, T=2, V=3)
+    teacher = torch.tensor([[[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]])
+    mentor = torch.tensor([[[3.0, 0.0, 0.0], [5.0, 5.0, 5.0]]])
+    targets = torch.tensor([[1, PAD_ID]])  # the second position is padding: it must not count
+    return {"logits": student, "teacher_logits": teacher, "mentor_logits": mentor, "targets": targets,
+            "temperature": torch.tensor(2.0)}
+
+
+def test_kd_teacher_and_mentor_ignore_padding():
+    out = word_outputs()
+    expected_t = 4.0 * kl(softmax([0, 1, 0], 2.0), softmax([1, 0, 0], 2.0))
+    expected_m = 4.0 * kl(softmax([3, 0, 0], 2.0), softmax([1, 0, 0], 2.0))
+    assert float(LOSSES["kd_teacher"](out)) == pytest.approx(expected_t, rel=1e-5)
+    assert float(LOSSES["kd_mentor"](out)) == pytest.approx(expected_m, rel=1e-5)
+
+
+def test_aggregate_terms_use_the_normalised_mixture():
+    out = word_outputs()
+    w = [0.25, 0.75]
+    out["aggregate_logits"] = torch.stack([out["teacher_logits"], out["mentor_logits"]])
+    out["aggregate_log_weights"] = torch.log(torch.tensor(w))
+    out["aggregate_latents"] = torch.tensor([[[1.0, 2.0]], [[3.0, -2.0]]])  # (G=2, N=1, D=2)
+    out["student_mapped"] = torch.tensor([[0.0, 0.0]])
+    pt, pm = softmax([0, 1, 0], 2.0), softmax([3, 0, 0], 2.0)
+    mix = [w[0] * a + w[1] * b for a, b in zip(pt, pm)]
+    assert float(LOSSES["kd_aggregate"](out)) == pytest.approx(4.0 * kl(mix, softmax([1, 0, 0], 2.0)), rel=1e-5)
+    # aggregate_ce: -log of the T = 1 mixture's probability of the true word (index 1), padding ignored
+    p1 = w[0] * softmax([0, 1, 0])[1] + w[1] * softmax([3, 0, 0])[1]
+    assert float(LOSSES["aggregate_ce"](out)) == pytest.approx(-math.log(p1), rel=1e-5)
+    # rep_aggregate: L1 to the weighted mean latent [0.25*1 + 0.75*3, 0.25*2 - 0.75*2] = [2.5, -1.0]
+    assert float(LOSSES["rep_aggregate"](out)) == pytest.approx((2.5 + 1.0) / 2)
+
+
+def test_aggregate_gradients_go_where_intended():
+    out = word_outputs()
+    student = out["logits"].clone().requires_grad_(True)
+    unit = methods.AggregationUnit(["teacher", "mentor"])
+    out.update(logits=student, aggregate_logits=torch.stack([out["teacher_logits"], out["mentor_logits"]]),
+               aggregate_log_weights=unit.log_weights())
+    LOSSES["kd_aggregate"](out).backward(retain_graph=True)
+    assert student.grad.abs().sum() > 0 and unit.logits.grad is None  # the target's weights are fixed here
+    student.grad = None
+    LOSSES["aggregate_ce"](out).backward()
+    assert student.grad is None and unit.logits.grad.abs().sum() > 0  # only the weights learn from the truth
+
+
+def test_exit_ce_is_the_mean_caption_loss_of_the_exits():
+    torch.manual_seed(0)
+    targets = torch.tensor([[4, 2, PAD_ID]])
+    exits = torch.randn(2, 1, 3, 6)
+    value = LOSSES["exit_ce"]({"exit_logits": exits, "targets": targets})
+    each = [F.cross_entropy(e[0, :2], targets[0, :2]) for e in exits]
+    assert float(value) == pytest.approx(float(sum(each) / 2), rel=1e-6)
+
+
+# ---- the aggregation unit ------------------------------------------------------------------------------
+
+def test_aggregation_weights_are_normalised_learnable_and_follow_the_better_guide():
+    unit = methods.AggregationUnit(["teacher", "mentor"], init=[0.25, 0.5])
+    assert unit.named_weights() == pytest.approx({"teacher": 1 / 3, "mentor": 2 / 3})
+    assert unit.logits.requires_grad and [p for p in unit.parameters()] == [unit.logits]
+    # The "teacher" guide predicts the true words, the "mentor" does not: its weight must grow.
+    targets = torch.tensor([[1, 2, 3, 1]])
+    good = F.one_hot(targets, 5).float() * 6.0
+    bad = F.one_hot((targets + 1) % 5, 5).float() * 6.0
+    opt = torch.optim.Adam(unit.parameters(), lr=0.1)
+    for _ in range(30):
+        opt.zero_grad()
+        loss = LOSSES["aggregate_ce"]({"aggregate_logits": torch.stack([good, bad]), "targets": targets,
+                                       "aggregate_log_weights": unit.log_weights()})
+        loss.backward()
+        opt.step()
+        assert sum(unit.named_weights().values()) == pytest.approx(1.0)
+    assert unit.named_weights()["teacher"] > 0.9
+    with pytest.raises(ValueError, match="one positive weight per guide"):
+        methods.AggregationUnit(["a", "b"], init=[1.0])
+
+
+# ---- which parameters each method trains ----------------------------------------------------------------
+
+def decoder(layers=2, exits=False, latent=12, seed=0):
+    torch.manual_seed(seed)
+    return CaptionDecoder(latent_dim=latent, vocab_size=9, embed_dim=8, hidden=10, layers=layers, dropout=0.1,
+                          exit_heads=exits)
+
+
+def batch():
+    torch.manual_seed(1)
+    latents, teacher = torch.randn(6, 16), torch.randn(6, 12)
+    rows = torch.tensor([0, 0, 2, 3, 5])
+    seqs = torch.tensor([[1, 4, 5, 2, 0], [1, 6, 2, 0, 0], [1, 7, 8, 4, 2], [1, 5, 2, 0, 0], [1, 8, 2, 0, 0]])
+    return latents, teacher, rows, seqs
+
+
+def grad_names(module):
+    return {name for name, p in module.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+
+
+def test_fused_to_modal_branches_and_what_each_term_trains():
+    branches = methods.make_mapper("fused_to_modal", 7, 9, 12, parse_sweep({"name": "x"}).distill.mlp)
+    assert isinstance(branches, ModalBranches)
+    assert isinstance(methods.make_mapper("rep+ce", 7, 9, 12, parse_sweep({"name": "x"}).distill.mlp), DistillMLP)
+    torch.manual_seed(0)
+    model = Captioner(decoder(), torch.zeros(16), torch.ones(16), ModalBranches(7, 9, 12, (20, 20), dropout=0.0))
+    latents, teacher, rows, seqs = batch()
+    set_trainable(model, decoder=True, mlp=True)
+    out = pair_outputs(model.decoder, model.mlp, latents, rows, seqs, teacher)
+    assert out["student_audio"].shape == out["student_visual"].shape == out["student_mapped"].shape == (4, 12)
+    out["temperature"] = torch.tensor(2.0)
+    # The audio branch sees only the audio columns: changing the visual ones leaves it unchanged.
+    changed = latents.clone()
+    changed[:, 7:] += 1.0
+    torch.testing.assert_close(model.mlp.parts(changed)["student_audio"], model.mlp.parts(latents)["student_audio"])
+    LOSSES["modal_kl"](out).backward(retain_graph=True)
+    owners = {n.split(".")[1] for n in grad_names(model) if n.startswith("mlp.")}
+    assert owners == {"audio", "visual"} and not any(n.startswith("decoder.") for n in grad_names(model))
+    model.zero_grad()
+    total, parts = build_objective([LossTerm("ce"), LossTerm("modal_kl")])(out)
+    total.backward()
+    assert {"mlp.fuse.weight", "mlp.audio.net.0.weight", "mlp.visual.net.0.weight", "decoder.head.weight"} <= grad_names(model)
+
+
+def guide(latent=12, seed=5, mlp=False):
+    g = Captioner(decoder(latent=latent, seed=seed), torch.zeros(latent), torch.ones(latent),
+                  DistillMLP(16, 12, (8, 8)) if mlp else None)
+    return g.eval()
+
+
+def test_multi_teacher_trains_student_and_aggregation_never_the_guides():
+    cfg = parse_sweep({"name": "x"})
+    latents, teacher, rows, seqs = batch()
+    models = {"teacher": guide(seed=5), "audio": guide(seed=6), "visual": guide(seed=7)}
+    guide_latents = {name: torch.randn(6, 12) for name in models}
+    terms = cfg.distill.losses["rep+ce"] + [LossTerm("kd_aggregate"), LossTerm("aggregate_ce"), LossTerm("rep_aggregate")]
+    guides = methods.build_guides(cfg, "multi_teacher", terms, models, guide_latents, "distill.losses.multi_teacher")
+    assert guides.aggregation.names == ["teacher", "audio", "visual"]
+    assert list(guides.parameters()) == [guides.aggregation.logits]  # the guides are not parameters
+    model = Captioner(decoder(), torch.zeros(16), torch.ones(16), DistillMLP(16, 12, (20, 20)))
+    set_trainable(model, decoder=True, mlp=True)
+    out = pair_outputs(model.decoder, model.mlp, latents, rows, seqs, teacher, guides)
+    assert out["aggregate_logits"].shape == (3, 5, 4, 9) and out["aggregate_latents"].shape == (3, 4, 12)
+    total, parts = build_objective(terms)(out)
+    assert set(parts) == {"ce", "rep_l1", "kd_aggregate", "aggregate_ce", "rep_aggregate"}
+    total.backward()
+    assert {"decoder.head.weight", "mlp.net.0.weight"} <= grad_names(model)
+    assert guides.aggregation.logits.grad.abs().sum() > 0
+    assert all(not grad_names(g) for g in models.values())
+    assert set(guides.epoch_metrics()) == {"train/aggregate_w/teacher", "train/aggregate_w/audio",
+                                           "train/aggregate_w/visual"}
+
+
+def test_shared_encoder_is_a_frozen_copy_of_the_guide():
+    model = Captioner(decoder(), torch.zeros(16), torch.ones(16), DistillMLP(16, 12, (20, 20)))
+    shared = guide(seed=9)
+    methods.share_encoder(model, shared)
+    params = set_trainable(model, decoder=True, mlp=True)
+    torch.testing.assert_close(model.decoder.latent_to_hidden.weight, shared.decoder.latent_to_hidden.weight)
+    frozen = {id(p) for n in ("latent_to_hidden", "latent_to_input") for p in getattr(model.decoder, n).parameters()}
+    assert frozen and not frozen & {id(p) for p in params}
+    assert {id(p) for p in model.decoder.head.parameters()} <= {id(p) for p in params}
+
+
+def test_multi_stage_student_learns_from_teacher_and_mentor():
+    cfg = parse_sweep({"name": "x"})
+    latents, teacher, rows, seqs = batch()
+    models = {"teacher": guide(seed=5), "mentor": guide(seed=6, mlp=True)}
+    terms = [LossTerm("ce"), LossTerm("kd_mentor", 0.5), LossTerm("kd_teacher", 0.25)]
+    guides = methods.build_guides(cfg, "multi_stage", terms, models,
+                                  {n: torch.randn(6, 12) for n in models}, "distill.losses.multi_stage")
+    assert guides.aggregation is None and guides.logits_of == ["teacher", "mentor"]
+    model = Captioner(decoder(), torch.zeros(16), torch.ones(16), DistillMLP(16, 12, (20, 20)))
+    set_trainable(model, decoder=True, mlp=True)
+    total, parts = build_objective(terms)(pair_outputs(model.decoder, model.mlp, latents, rows, seqs, teacher, guides))
+    assert parts["kd_mentor"] > 0 and parts["kd_teacher"] > 0
+    assert float(total.detach()) == pytest.approx(parts["ce"] + 0.5 * parts["kd_mentor"] + 0.25 * parts["kd_teacher"], rel=1e-5)
+    total.backward()
+    assert "mlp.net.0.weight" in grad_names(model) and not grad_names(models["mentor"])
+    learned = methods.build_guides(cfg, "multi_stage", [LossTerm("ce"), LossTerm("kd_aggregate")], models,
+                                   {n: torch.randn(6, 12) for n in models}, "x")
+    assert learned.aggregation.named_weights() == pytest.approx({"teacher": 1 / 3, "mentor": 2 / 3})
+
+
+@pytest.mark.parametrize("mode, term, message", [
+    ("rep+ce", "kd_mentor", "needs the mentor, which only the multi_stage method has"),
+    ("rep+ce", "kd_aggregate", "needs an aggregation unit, which only multi_teacher and multi_stage have"),
+    ("multi_teacher", "modal_kl", "needs the per-modality branches of the fused_to_modal method"),
+])
+def test_a_term_the_mode_lacks_is_a_one_line_error(mode, term, message):
+    cfg = parse_sweep({"name": "x"})
+    with pytest.raises(ConfigError, match=message) as err:
+        methods.build_guides(cfg, mode, [LossTerm("ce"), LossTerm(term)], {"teacher": guide()},
+                             {"teacher": torch.zeros(2, 12)}, f"distill.losses.{mode}")
+    assert str(err.value).startswith(f"distill.losses.{mode}: loss '{term}'") and "\n" not in str(err.value)
+
+
+def test_single_modality_teacher_zeroes_the_other_modality():
+    raw = torch.arange(12, dtype=torch.float32).view(2, 6) + 1
+    mean, std = torch.zeros(6), torch.ones(6)
+    audio = Captioner(decoder(latent=6), mean, std, modality="audio", audio_dim=4)
+    visual = Captioner(decoder(latent=6), mean, std, modality="visual", audio_dim=4)
+    assert torch.equal(audio.standardise(raw)[:, 4:], torch.zeros(2, 2)) and torch.equal(audio.standardise(raw)[:, :4], raw[:, :4])
+    assert torch.equal(visual.standardise(raw)[:, :4], torch.zeros(2, 4)) and torch.equal(visual.standardise(raw)[:, 4:], raw[:, 4:])
+    with pytest.raises(ValueError, match="modality"):
+        Captioner(decoder(latent=6), mean, std, modality="audio")
+
+
+# ---- early exit ----------------------------------------------------------------------------------
+
+def test_exit_heads_are_trained_by_exit_ce_and_stop_below_the_top():
+    dec = decoder(layers=3, exits=True).train()
+    latents, _, rows, seqs = batch()
+    out = pair_outputs(dec, None, latents[:, :12], rows, seqs)
+    assert out["exit_logits"].shape == (2, 5, 4, 9) and out["logits"].shape == (5, 4, 9)
+    LOSSES["exit_ce"](out).backward()
+    got = grad_names(dec)
+    assert {"exits.0.weight", "exits.1.weight", "grus.0.weight_hh_l0", "grus.1.weight_hh_l0"} <= got
+    assert not {"head.weight", "grus.2.weight_hh_l0"} & got  # nothing above the last exit
+    plain = decoder(layers=3, exits=False)
+    assert len(plain.exits) == 0 and "exit_logits" not in pair_outputs(plain, None, latents[:, :12], rows, seqs)
+
+
+def test_forward_all_final_logits_are_forward():
+    dec = decoder(layers=3, exits=True).eval()
+    latent, tokens = torch.randn(3, 12), torch.randint(0, 9, (3, 5))
+    with torch.no_grad():
+        *exits, final = dec.forward_all(latent, tokens)
+        torch.testing.assert_close(final, dec(latent, tokens))
+    assert len(exits) == 2
+
+
+def test_threshold_one_is_the_full_decoder():
+    dec = decoder(layers=3, exits=True).eval()
+    latent = torch.randn(4, 12)
+    with torch.no_grad():
+        state = dec.init_state(latent)
+        tokens = torch.tensor([1, 4, 5, 6])
+        full_logits, full_state = dec.step(tokens, state)
+        plain_greedy, plain_beam = greedy(dec, latent, 8), beam_search(dec, latent, 3, 8)
+        with dec.early_exit(1.0):
+            logits, new_state = dec.step(tokens, state)
+            assert greedy(dec, latent, 8) == plain_greedy and beam_search(dec, latent, 3, 8) == plain_beam
+            assert dec.exit_counts[:2] == [0, 0] and dec.exit_counts[2] > 0
+    assert torch.equal(logits, full_logits) and torch.equal(new_state, full_state)
+    assert dec.exit_threshold is None  # restored after the block
+
+
+def test_threshold_zero_exits_at_the_first_layer_and_copies_its_state():
+    dec = decoder(layers=3, exits=True).eval()
+    latent, tokens = torch.randn(4, 12), torch.tensor([1, 4, 5, 6])
+    with torch.no_grad():
+        state = dec.init_state(latent)
+        out0, h0 = dec.grus[0](dec.embed(tokens).unsqueeze(1), state[0:1].contiguous())
+        with dec.early_exit(0.0):
+            logits, new_state = dec.step(tokens, state)
+        assert dec.exit_counts == [4, 0, 0]
+    torch.testing.assert_close(logits, dec.exits[0](out0[:, 0]))
+    for layer in range(3):
+        torch.testing.assert_close(new_state[layer], h0[0])
+
+
+def test_mixed_exits_per_row():
+    """Rows confident at exit 0 take its logits; the others get exactly the full decoder's."""
+    dec = decoder(layers=2, exits=True).eval()
+    latent, tokens = torch.randn(6, 12), torch.tensor([1, 4, 5, 6, 7, 8])
+    with torch.no_grad():
+        state = dec.init_state(latent)
+        out0, _ = dec.grus[0](dec.embed(tokens).unsqueeze(1), state[0:1].contiguous())
+        exit_logits = dec.exits[0](out0[:, 0])
+        conf = torch.softmax(exit_logits, -1).amax(-1)
+        threshold = float(conf.median())
+        full_logits, _ = dec.step(tokens, state)
+        with dec.early_exit(threshold):
+            logits, _ = dec.step(tokens, state)
+    leave = conf > threshold
+    assert 0 < int(leave.sum()) < 6
+    torch.testing.assert_close(logits[leave], exit_logits[leave])
+    torch.testing.assert_close(logits[~leave], full_logits[~leave])
+    with pytest.raises(ValueError, match="no exit heads"):
+        with decoder(exits=False).early_exit(0.5):
+            pass
+
+
+# ---- config and the driver's view -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("data, key, text", [
+    ({"grid": {"ks": [0.2, 0.9], "losses": ["multi_stage"]},
+      "distill": {"losses": {"multi_stage": [{"name": "ce"}]}}}, "distill.methods.multi_stage.mentor_k",
+     "must be larger than every k"),
+    ({"distill": {"methods": {"multi_stage": {"mentor_k": 1.0}}}}, "distill.methods.multi_stage.mentor_k", "(0, 1)"),
+    ({"distill": {"methods": {"multi_teacher": {"teachers": [{"modality": "av"}]}}}},
+     "distill.methods.multi_teacher.teachers[0]", "always included"),
+    ({"distill": {"methods": {"multi_teacher": {"teachers": [{"modality": "audio"}, {"modality": "audio"}]}}}},
+     "distill.methods.multi_teacher.teachers[1]", "listed twice"),
+    ({"distill": {"methods": {"multi_teacher": {"teachers": [{"modality": "speech"}]}}}},
+     "distill.methods.multi_teacher.teachers[0].modality", "not one of"),
+    ({"distill": {"methods": {"multi_teacher": {"share_encoder_with": "visual@0.5"}}}},
+     "distill.methods.multi_teacher.share_encoder_with", "not 'teacher' or an extra teacher (audio, visual)"),
+    ({"distill": {"temperature": 0}}, "distill.temperature", "> 0"),
+    ({"model": {"layers": 1, "early_exit": {"enabled": True}}}, "model.early_exit.enabled", "layers >= 2"),
+    ({"model": {"early_exit": {"thresholds": [0.9, 1.5]}}}, "model.early_exit.thresholds[1]", "outside [0, 1]"),
+])
+def test_bad_method_config_names_the_key(data, key, text):
+    with pytest.raises(ConfigError) as err:
+        parse_sweep({"name": "x", **data}, "sweeps/m.yaml")
+    msg = str(err.value)
+    assert msg.startswith(f"sweeps/m.yaml: {key}") and text in msg and "\n" not in msg
+
+
+def test_rep_and_rep_ce_keep_their_trial_identity():
+    """Adding the methods' config must not change the hash of a paper trial (finished runs stay finished)."""
+    cfg = parse_sweep({"name": "x"})
+    distill = cfg.to_dict()["distill"]
+    for mode in ("rep", "rep+ce"):
+        old = {**{k: v for k, v in distill.items() if k not in ("losses", "temperature", "methods")},
+               "loss_terms": distill["losses"][mode]}
+        assert methods.student_distill_config(cfg, mode) == old
+    ms = methods.student_distill_config(cfg, "mentor")
+    assert ms["loss_terms"][2]["name"] == "kd_teacher" and ms["temperature"] == 2.0
+
+
+def test_guide_trials_and_student_guides():
+    cfg = parse_sweep({"name": "x", "grid": {"ks": [0.2], "losses": ["rep+ce", "multi_teacher", "multi_stage"]},
+                       "distill": {"losses": {"rep+ce": [{"name": "ce"}], "multi_teacher": [{"name": "ce"}],
+                                              "multi_stage": [{"name": "ce"}]},
+                                   "methods": {"multi_teacher": {"teachers": [{"modality": "audio"},
+                                                                              {"modality": "av", "k": 0.6}]}}}})
+    teachers, mentors = methods.guide_trials(cfg, {"base": 1}, 0, "t-hash", config_hash)
+    assert [(s["guide"], s["modality"], s["k"]) for s in teachers] == [("audio", "audio", 1.0), ("av@0.6", "av", 0.6)]
+    assert [(s["guide"], s["k"], s["teacher_hash"], s["role"]) for s in mentors] == [("mentor", 0.9, "t-hash", "guide")]
+    assert len({s["config_hash"] for s in teachers + mentors}) == 3
+    assert methods.feature_ks(cfg) == {1.0, 0.6, 0.9}
+    guides = methods.student_guides(cfg, "multi_teacher", teachers + mentors)
+    assert guides == {"audio": {"hash": teachers[0]["config_hash"], "k": 1.0},
+                      "av@0.6": {"hash": teachers[1]["config_hash"], "k": 0.6}}
+    assert methods.student_guides(cfg, "rep+ce", teachers + mentors) == {}
+    assert list(methods.student_guides(cfg, "multi_stage", teachers + mentors)) == ["mentor"]
