@@ -6,7 +6,7 @@ one nested child run per trial (tag `mlflow.parentRunId` = the parent's run id).
 
 # ---- tags -------------------------------------------------------------------------------------
 ROLE = "avkd.role"  # one of ROLES
-ROLES = ("sweep", "teacher", "student", "blind", "timing", "tune")
+ROLES = ("sweep", "teacher", "student", "blind", "timing", "tune", "guide")  # guide: extra teachers / mentors of a method
 K = "avkd.k"  # "1.0" for the teacher and blind baseline, "0.2" ... for students
 LOSS = "avkd.loss"  # "ce" (teacher, blind) | "rep" | "rep+ce" | a method name
 SEED = "avkd.seed"
@@ -18,6 +18,7 @@ GIT_COMMIT = "avkd.git_commit"
 SCORE_METRICS = "avkd.score_metrics"  # comma-separated metrics that test/score averages
 ERROR = "avkd.error"  # FAILED runs: "<ExceptionType>: <first line of the message>" (full text in traceback.txt)
 TRIAL_ROLES = ("teacher", "student", "blind")  # the runs Table I is built from
+GUIDE = "avkd.guide"  # guide trials: which guide (e.g. audio-k1, mentor-k0.9)
 PARENT = "mlflow.parentRunId"
 RUN_NAME = "mlflow.runName"
 
