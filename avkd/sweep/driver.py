@@ -185,6 +185,8 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
         # 3. features (cached; computed once for every k before any trial)
         t0 = time.time()
         ks = sorted({1.0, *cfg.grid.ks, *methods.feature_ks(cfg)})
+        if os.environ.get("RAY_ADDRESS"):
+            _ray_init()  # on a cluster, extraction runs as sharded Ray tasks (see features.shards)
         tables = extract_variants(dataset, cfg.features, ks)
         errors = {f"{k:g}": t.errors for k, t in tables.items()}
         parent.log_dict({"errors": errors, "no_audio": {f"{k:g}": t.no_audio for k, t in tables.items()}},
