@@ -428,9 +428,10 @@ def build_table2(run: Run) -> Table2:
             for k, v in values.items() if (False, False) in v]
     rows.sort(key=lambda r: r.k)  # students by k, then the teacher (k = 1)
     teacher = next((r for r in rows if r.k >= 1.0), None)
-    notes = ["Seconds per video, mean ± standard deviation over the timed videos. Extraction: decoding the "
-             "frames and audio and computing the Inception-v3 and Cnn14 features (what the paper's Table II "
-             "times); end-to-end: the whole pipeline, decoding included.",
+    notes = ["Seconds per video, mean ± standard deviation over the timed videos. Extraction: computing the "
+             "Inception-v3 and Cnn14 features (SimPF pooling included) from already-decoded frames and audio, "
+             "what the paper's Table II times; end-to-end: opening and decoding the video file (selected frames, "
+             "audio) plus extraction.",
              "Reduction (%) = 100 × (teacher − student) / teacher."]
     if teacher is None:
         notes.append("The timing run has no teacher time: reductions cannot be computed.")
@@ -467,7 +468,7 @@ def add_decoding(t2: Table2, table1: Table1) -> None:
                         for th, v in by_threshold.items()}
     t2.thresholds = sorted({th for r in t2.rows for th in r.early_exit}, reverse=True)
     if any(r.decode_mean is not None for r in t2.rows):
-        t2.notes.append("Decoding: beam search of the test split, seconds per video, mean over the Table I runs at "
+        t2.notes.append("Caption decoding: beam search of the test split, seconds per video, mean over the Table I runs at "
                         "that k (every method and seed; the teacher at k = 1), timed inside the trials.")
     if t2.thresholds:
         t2.notes.append("EE t: early exit at confidence threshold t (a step stops at the first exit head whose top "

@@ -63,7 +63,7 @@ def _has_decoding(table: "Table2") -> bool:
 
 def table2_header(table: "Table2", paper: bool) -> list[str]:
     """Table II's value columns: extraction, [decoding, early exit per threshold], [the paper's]."""
-    header = HEADER2[1:] + (["Decoding (s/video)"] if _has_decoding(table) else [])
+    header = HEADER2[1:] + (["Caption decoding (s/video)"] if _has_decoding(table) else [])
     for t in table.thresholds:
         header += [f"EE {t:g}: decoding (s/video)", f"EE {t:g}: SCORE drop (%)"]
     return header + (HEADER2_PAPER if paper else [])
