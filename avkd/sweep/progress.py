@@ -22,9 +22,11 @@ class TrialProgress(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.n += 1
         r = trial.last_result or {}
+        score = r.get("test_score", float("nan"))
+        test = "" if score != score else f"test SCORE {score:.3f}, "  # tuning trials never see the test split
+        took = f" ({r['trial_time_s']:.0f} s)" if "trial_time_s" in r else ""
         console.print(f"   [green]done[/] {self.n}/{self.total} {trial_name(trial.config['trial'])}: "
-                      f"test SCORE {r.get('test_score', float('nan')):.3f}, "
-                      f"val {r.get('val_best', float('nan')):.3f} ({r.get('trial_time_s', 0):.0f} s)")
+                      f"{test}val {r.get('val_best', float('nan')):.3f}{took}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.n += 1
