@@ -52,7 +52,7 @@ report: setup ## Build the report of the latest sweep from MLflow (reports/out/)
 	$(PY) reports/build.py
 
 ui: setup ## MLflow UI on http://$(UI_HOST):$(UI_PORT) (sqlite:///mlflow.db)
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host $(UI_HOST) --port $(UI_PORT)
+	MLFLOW_DISABLE_TELEMETRY=true $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host $(UI_HOST) --port $(UI_PORT)
 
 clean: ## Remove caches of Python and pytest (keeps data, features and runs)
 	rm -rf .pytest_cache .hypothesis $$(find . -name __pycache__ -not -path './.venv/*')

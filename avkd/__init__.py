@@ -10,4 +10,6 @@ __version__ = "0.1.0"
 # (several trials/processes on 2 cores); passive waiting costs little on a quiet machine. Must be
 # set before torch loads its OpenMP runtime: `import avkd` comes first in every entry point.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# MLflow's telemetry writes ~/.config/mlflow/telemetry.json and tries to phone home: off.
+_os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 _os.environ.setdefault("MPLCONFIGDIR", str(_Path(__file__).resolve().parents[1] / "cache" / "matplotlib"))

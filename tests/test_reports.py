@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+import os
 import shutil
 import subprocess
 import sys
@@ -423,7 +424,8 @@ def test_index_html_renders_in_headless_chromium(built, tmp_path):
     index = built / "index.html"
     proc = subprocess.run([_chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
                            "--v=0", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
-                           "--dump-dom", index.as_uri()], capture_output=True, text=True, timeout=120)
+                           "--dump-dom", index.as_uri()], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HOME": str(tmp_path)})  # chromium's caches stay out of ~
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Table I" in proc.stdout and proc.stdout.count("<img") == 3
     console_errors = [line for line in proc.stderr.splitlines()
