@@ -428,7 +428,6 @@ def _check_ranges(cfg: SweepConfig) -> None:
         for i, t in enumerate(terms):
             need(t.weight >= 0, f"distill.losses.{mode}[{i}].weight", "must be >= 0")
     need(cfg.distill.temperature > 0, "distill.temperature", "must be > 0")
-    _check_methods(cfg, need)
     need(cfg.decoding.beam_size >= 1, "decoding.beam_size", "must be >= 1")
     need(cfg.decoding.max_len >= 1, "decoding.max_len", "must be >= 1")
     need(bool(cfg.grid.ks) or bool(cfg.grid.seeds), "grid", "empty grid")
@@ -436,6 +435,7 @@ def _check_ranges(cfg: SweepConfig) -> None:
     for i, k in enumerate(cfg.grid.ks):
         need(0.0 < k <= 1.0, f"grid.ks[{i}]", f"{k} is outside (0, 1]")
     need(len(set(cfg.grid.ks)) == len(cfg.grid.ks), "grid.ks", "has duplicates")
+    _check_methods(cfg, need)  # after grid.ks: its checks compare k values that must be valid first
     need(not cfg.grid.ks or bool(cfg.grid.losses), "grid.losses", "empty: students need at least one loss")
     for i, loss in enumerate(cfg.grid.losses):
         need(loss in cfg.distill.losses, f"grid.losses[{i}]",
