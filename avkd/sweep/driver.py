@@ -258,7 +258,7 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
             except AvkdError as err:
                 console.print(f"[red]report not built: {err}[/]")
         if outcome.failed:
-            parent.set_tags({"avkd.failed_trials": ",".join(sorted(outcome.failed))[:5000]})
+            parent.set_tags({schema.FAILED_TRIALS: ",".join(sorted(outcome.failed))[:5000]})
     _print_summary(outcome, time.time() - t_start)
     return outcome
 

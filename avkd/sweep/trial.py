@@ -145,9 +145,9 @@ def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
         schema.RUN_NAME: trial_name(spec),
     }
     if spec.get("tuned"):
-        tags["avkd.tuned"] = "true"
+        tags[schema.TUNED] = "true"
     if spec["role"] == "guide":
-        tags["avkd.guide"] = spec["guide"]
+        tags[schema.GUIDE] = spec["guide"]
     reporting_to_tune = spec["role"] == "tune"
     started = time.time()
     with RunLogger(ctx["tracking_uri"], ctx["experiment_id"], trial_name(spec), tags,
