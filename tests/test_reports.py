@@ -404,14 +404,6 @@ def test_pareto_front():
     assert pareto_front(points) == [(0.5, 0.10), (1.0, 0.30), (2.0, 0.35), (2.5, 0.40)]
 
 
-def test_time_metric_names_round_trip():
-    for k in (0.2, 0.4, 0.6, 0.8, 1.0):
-        for e2e in (False, True):
-            for std in (False, True):
-                assert build._parse_time_metric(schema.time_metric(k, e2e, std)) == (k, e2e, std)
-    assert build._parse_time_metric("time/overhead") is None
-
-
 def _chromium() -> str | None:
     for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
         if shutil.which(name):

@@ -369,13 +369,6 @@ def mark_stale_runs(uri: str, experiment_id: str, keep: tuple[str, ...] = (),
 _TIMING_KEYS = ("k", "extract_mean_s", "extract_std_s", "e2e_mean_s", "e2e_std_s")
 
 
-def _weights_tag(weights: dict) -> str:
-    """"pretrained" or "random" when both backbones agree, else e.g. "inception=pretrained,cnn14=random"."""
-    kinds = {name: weights.get(name, "unknown") for name in ("inception", "cnn14")}
-    values = set(kinds.values())
-    return values.pop() if len(values) == 1 else ",".join(f"{n}={v}" for n, v in kinds.items())
-
-
 def log_timing_run(cfg: Any, result: dict, parent_run_id: str | None = None, uri: str | None = None,
                    config_hash: str | None = None) -> str:
     """Log a Table II benchmark (avkd.features.bench.run_benchmark's result) as a timing run; return its id.
@@ -406,7 +399,7 @@ def log_timing_run(cfg: Any, result: dict, parent_run_id: str | None = None, uri
     tags = {
         schema.ROLE: "timing",
         schema.SWEEP: cfg.name,
-        schema.WEIGHTS: _weights_tag(result["weights"]),
+        **schema.weights_tags(result["weights"]),
         schema.GIT_COMMIT: git_commit(),
         schema.CONFIG_HASH: config_hash,  # None: not set
     }
