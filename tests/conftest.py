@@ -29,6 +29,12 @@ def tiny_corpus(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_corpus_params() -> dict:
+    """The (videos, seed) `tiny_corpus` was generated with."""
+    return dict(TINY_CORPUS)
+
+
+@pytest.fixture(scope="session")
 def feature_cache_dir(tmp_path_factory) -> Path:
     """One feature/weights cache per session: every test extracting features reuses the same
     re-estimated random backbones instead of recomputing them per file."""

@@ -3,20 +3,19 @@ import pytest
 
 from avkd.data.load import dataset_root, load_dataset
 from avkd.errors import DataError
-from conftest import TINY_CORPUS
 
 
-def test_loads_a_real_folder(tiny_config, tiny_corpus):
+def test_loads_a_real_folder(tiny_config, tiny_corpus, tiny_corpus_params):
     dataset = load_dataset(tiny_config())
-    assert dataset.root == tiny_corpus and len(dataset.videos) == TINY_CORPUS["videos"]
+    assert dataset.root == tiny_corpus and len(dataset.videos) == tiny_corpus_params["videos"]
     assert {s: len(dataset.split(s)) > 0 for s in ("train", "validate", "test")} == \
         {"train": True, "validate": True, "test": True}
     capped = load_dataset(tiny_config(dataset={"max_videos": 1}))  # dataset.max_videos: per split
     assert [len(capped.split(s)) for s in ("train", "validate", "test")] == [1, 1, 1]
 
 
-def test_synth_corpus_present_is_reused_and_a_different_one_is_refused(tiny_config, tiny_corpus):
-    same = load_dataset(tiny_config(dataset={"kind": "synth", "synth": TINY_CORPUS}))
+def test_synth_corpus_present_is_reused_and_a_different_one_is_refused(tiny_config, tiny_corpus, tiny_corpus_params):
+    same = load_dataset(tiny_config(dataset={"kind": "synth", "synth": tiny_corpus_params}))
     assert sorted(same.videos) == sorted(load_dataset(tiny_config()).videos)  # generate() was a no-op
     with pytest.raises(DataError, match=f"{tiny_corpus}: already holds a synthetic corpus"):
         load_dataset(tiny_config(dataset={"kind": "synth", "synth": {"videos": 13, "seed": 0}}))
