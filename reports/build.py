@@ -301,10 +301,10 @@ def build_table2(run: Run) -> Table2:
             if r.e2e_mean is not None and teacher.e2e_mean:
                 r.e2e_reduction = 100.0 * S.relative_diff(r.e2e_mean, teacher.e2e_mean)
     p = run.data.params
-    parts = [f"{p['bench.videos']} videos" if "bench.videos" in p else None,
-             f"{p['bench.threads']} threads" if "bench.threads" in p else None,
-             f"device {p['bench.device']}" if "bench.device" in p else None,
-             f"frames {p['bench.image_size']}px" if "bench.image_size" in p else None,
+    parts = [f"{p[schema.BENCH_VIDEOS]} videos" if schema.BENCH_VIDEOS in p else None,
+             f"{p[schema.BENCH_THREADS]} threads" if schema.BENCH_THREADS in p else None,
+             f"device {p[schema.BENCH_DEVICE]}" if schema.BENCH_DEVICE in p else None,
+             f"frames {p[schema.BENCH_IMAGE_SIZE]}px" if schema.BENCH_IMAGE_SIZE in p else None,
              f"{run.data.tags.get(schema.WEIGHTS, '?')} weights"]
     caption = "Time per video (s): " + ", ".join(x for x in parts if x)
     return Table2(run.info.run_id, rows, caption, notes)

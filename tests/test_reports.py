@@ -42,7 +42,7 @@ def trial(uri, exp_id, parent, role, loss, k, seed, metrics, config_hash=None, f
     try:
         with mt.RunLogger(uri, exp_id, f"{role}-{loss}-k{k}-s{seed}", tags, parent_run_id=parent) as run:
             run.log_metrics({"train/loss": 1.0}, step=0)
-            run.log_metrics({f"test/{name}": value for name, value in metrics.items()})
+            run.log_metrics({schema.TEST_PREFIX + name: value for name, value in metrics.items()})
             if fail:
                 raise RuntimeError("decoder diverged (loss is nan)")
     except RuntimeError:

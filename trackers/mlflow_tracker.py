@@ -404,11 +404,12 @@ def log_timing_run(cfg: Any, result: dict, parent_run_id: str | None = None, uri
         schema.CONFIG_HASH: config_hash,  # None: not set
     }
     params = dict(cfg.flat())
-    for key in ("videos", "threads", "device", "image_size"):
+    for param in (schema.BENCH_VIDEOS, schema.BENCH_THREADS, schema.BENCH_DEVICE, schema.BENCH_IMAGE_SIZE):
+        key = param.removeprefix("bench.")
         if key in result:
-            params[f"bench.{key}"] = result[key]
+            params[param] = result[key]
     if "fingerprint" in result["weights"]:
-        params["bench.weights_fingerprint"] = result["weights"]["fingerprint"]
+        params[schema.BENCH_WEIGHTS_FINGERPRINT] = result["weights"]["fingerprint"]
     with RunLogger(uri, experiment_id, f"timing-{cfg.name}", tags, params, parent_run_id=parent_run_id) as run:
         run.log_metrics(metrics)
         run.log_dict(json.loads(json.dumps(result, default=str)), schema.ARTIFACT_TIMING)

@@ -89,6 +89,12 @@ def parse_time_metric(key: str) -> tuple[float, bool, bool] | None:
         return None
 
 
+# ---- params of timing runs (besides the flattened config) ---------------------------------------
+BENCH_VIDEOS, BENCH_THREADS, BENCH_DEVICE, BENCH_IMAGE_SIZE = (
+    "bench.videos", "bench.threads", "bench.device", "bench.image_size")  # from the benchmark's result
+BENCH_WEIGHTS_FINGERPRINT = "bench.weights_fingerprint"
+
+
 # ---- the weights tags -------------------------------------------------------------------------
 WEIGHTS_KINDS = ("pretrained", "random", "mixed")
 
