@@ -11,7 +11,7 @@ DEPS_HASH := $(shell cat requirements.txt requirements.lock pyproject.toml 2>/de
 STAMP := $(VENV)/.avkd-installed-$(DEPS_HASH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup sweep test test-all data bench report ui clean clean-all
+.PHONY: help setup sweep test test-all lint format data bench report ui clean clean-all
 
 help: ## List the targets
 	@echo "avkd - knowledge-distilled audio-visual captioning sweeps"
@@ -44,6 +44,14 @@ test: setup ## Run the fast test suite
 
 test-all: setup ## Run every test, slow end-to-end and reliability cases included
 	$(PY) -m pytest -q
+
+lint: setup ## ruff: lint rules and formatting check (configured in pyproject.toml), as CI runs them
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup ## ruff: sort imports and format the code in place
+	$(VENV)/bin/ruff check --select I --fix .
+	$(VENV)/bin/ruff format .
 
 bench: setup ## Table II timing benchmark for SWEEP
 	$(PY) -m avkd bench --sweep $(SWEEP)

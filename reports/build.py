@@ -29,7 +29,6 @@ import re
 import statistics
 import sys
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `reports`, `trackers` and `avkd` importable
@@ -39,115 +38,15 @@ from mlflow.entities import Run  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from avkd.errors import AvkdError  # noqa: E402
+from avkd.evaluation import score as S  # noqa: E402
+from reports.model import COLUMNS, LABELS, Report, Row, Table1, Table2, TimingRow, Trial  # noqa: E402
 from trackers import mlflow_tracker as mt  # noqa: E402
 from trackers import schema  # noqa: E402
 
-BLEU = ("bleu_1", "bleu_2", "bleu_3", "bleu_4")
-METRICS = BLEU + ("cider", "meteor", "rouge_l", "spice")  # Table I column order (the paper's)
-SCORE_TERMS = ("bleu", "meteor", "rouge_l", "cider", "spice")  # the paper's SCORE; "bleu" = mean of BLEU-1..4
-LABELS = {"bleu_1": "BLEU-1", "bleu_2": "BLEU-2", "bleu_3": "BLEU-3", "bleu_4": "BLEU-4", "cider": "CIDEr",
-          "meteor": "METEOR", "rouge_l": "ROUGE-L", "spice": "SPICE", "score": "SCORE", "bleu": "mean(BLEU-1..4)"}
 REQUIRED_TAGS = (schema.ROLE, schema.LOSS, schema.K, schema.SEED, schema.CONFIG_HASH)
-UI_URL = "http://127.0.0.1:5000"  # where `make ui` serves the MLflow UI
 
 
 # ---- what is read from MLflow ---------------------------------------------------------------------
-
-@dataclass
-class Trial:
-    """One teacher/student/blind run."""
-    run_id: str
-    role: str
-    loss: str
-    k: float
-    seed: str
-    config_hash: str
-    status: str
-    start_time: int
-    parent: str | None
-    metrics: dict[str, float]  # test metrics without the "test/" prefix
-    error: str = ""
-    early_exit: dict[float, dict[str, float]] = field(default_factory=dict)  # threshold -> ee/t<t>/ metrics
-
-
-@dataclass
-class Row:
-    """One line of Table I: a (role, loss, k) cell, over seeds."""
-    role: str
-    loss: str
-    k: float
-    trials: list[Trial] = field(default_factory=list)  # FINISHED runs, one per seed
-    missing: list[Trial] = field(default_factory=list)  # trials of the sweep with no FINISHED run
-    mean: dict[str, float | None] = field(default_factory=dict)  # METRICS + "score"
-    std: dict[str, float | None] = field(default_factory=dict)  # None when n < 2
-    diff_pct: float | None = None
-    decode_s: float | None = None  # mean decoding seconds per test video (full decoder)
-    early_exit: list[tuple[float, float, float]] = field(default_factory=list)  # (threshold, decode s/video, SCORE)
-
-    @property
-    def label(self) -> str:
-        if self.role == "teacher":
-            return "Teacher"
-        if self.role == "blind":
-            return "Blind baseline †"
-        name = {"rep": "L_rep", "rep+ce": "L_rep + L_CE"}.get(self.loss, self.loss)
-        return f"{name} student (k = {self.k:g})"
-
-    @property
-    def n(self) -> int:
-        return len(self.trials)
-
-
-@dataclass
-class Table1:
-    rows: list[Row]
-    terms: list[str]  # what SCORE averages here
-    best: dict[str, float]  # column -> best mean at 3 decimals (bold)
-    notes: list[str]
-
-
-@dataclass
-class TimingRow:
-    k: float  # 1.0 = teacher
-    extract_mean: float
-    extract_std: float | None
-    e2e_mean: float | None
-    e2e_std: float | None
-    extract_reduction: float | None = None  # % vs the teacher
-    e2e_reduction: float | None = None
-    decode_mean: float | None = None  # decoding s/video, mean over the Table I runs at this k
-    early_exit: dict[float, tuple[float, float]] = field(default_factory=dict)  # threshold -> (decode s/video, SCORE drop %)
-
-    @property
-    def label(self) -> str:
-        return "Teacher" if self.k >= 1.0 else f"Student (k = {self.k:g})"
-
-
-@dataclass
-class Table2:
-    run_id: str
-    rows: list[TimingRow]
-    caption: str
-    notes: list[str]
-    thresholds: list[float] = field(default_factory=list)  # early-exit thresholds with decoding columns
-
-
-@dataclass
-class Report:
-    uri: str
-    experiment_id: str
-    experiment_name: str
-    sweep_run: Run
-    sweep_name: str
-    table1: Table1
-    table2: Table2 | None
-    config_text: str
-    paper: bool
-    ui_url: str = UI_URL
-
-    def run_link(self, run_id: str) -> str:
-        return f"{self.ui_url}/#/experiments/{self.experiment_id}/runs/{run_id}"
-
 
 # ---- finding the runs -----------------------------------------------------------------------------
 
@@ -187,15 +86,12 @@ def find_sweep_run(client: MlflowClient, uri: str, experiment: str | None = None
 
 
 def _early_exit_metrics(metrics: dict[str, float]) -> dict[float, dict[str, float]]:
-    """ee/t0.9/score -> {0.9: {"score": ...}} (early-exit evaluations of avkd/training/methods.py)."""
+    """ee/t0.9/score -> {0.9: {"score": ...}} (the trials' early-exit evaluations)."""
     out: dict[float, dict[str, float]] = {}
     for key, value in metrics.items():
-        m = re.fullmatch(r"ee/t([0-9.]+)/(.+)", key)
-        if m:
-            try:
-                out.setdefault(float(m.group(1)), {})[m.group(2)] = value
-            except ValueError:
-                continue
+        parsed = schema.parse_early_exit_metric(key)
+        if parsed:
+            out.setdefault(parsed[0], {})[parsed[1]] = value
     return out
 
 
@@ -291,28 +187,9 @@ def _describe(t: Trial) -> str:
 
 # ---- Table I ------------------------------------------------------------------------------------------
 
-def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
-    if not values:
-        return None, None
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
-
-
-def score_terms(trials: list[Trial]) -> list[str]:
-    """The SCORE terms every trial has (SPICE drops out when its jars were missing)."""
-    terms = []
-    for term in SCORE_TERMS:
-        needed = BLEU if term == "bleu" else (term,)
-        if trials and all(all(m in t.metrics for m in needed) for t in trials):
-            terms.append(term)
-    return terms
-
-
-def run_score(metrics: dict[str, float], terms: list[str]) -> float | None:
-    """The paper's SCORE: mean of [mean(BLEU-1..4), METEOR, ROUGE-L, CIDEr, SPICE] (of those in `terms`)."""
-    if not terms:
-        return None
-    values = [statistics.fmean(metrics[b] for b in BLEU) if term == "bleu" else metrics[term] for term in terms]
-    return statistics.fmean(values)
+def _run_score(metrics: dict[str, float], terms: list[str]) -> float | None:
+    """SCORE (avkd/evaluation/score.py) over the table's common terms; None when there are none."""
+    return S.score(metrics, terms) if terms else None
 
 
 def _row_order(row: Row) -> tuple:
@@ -330,24 +207,24 @@ def build_table1(trials: list[Trial], missing: list[Trial], notes: list[str]) ->
             row = rows.setdefault((t.role, t.loss, round(t.k, 6)), Row(t.role, t.loss, t.k))
             getattr(row, kind).append(t)
     ordered = sorted(rows.values(), key=_row_order)
-    terms = score_terms(trials)
+    terms = S.common_terms(t.metrics for t in trials)  # one SCORE definition for the whole table
     for row in ordered:
         row.trials.sort(key=lambda t: (0, int(t.seed), "") if t.seed.lstrip("-").isdigit() else (1, 0, t.seed))
-        for metric in METRICS:
-            row.mean[metric], row.std[metric] = _mean_std([t.metrics[metric] for t in row.trials if metric in t.metrics])
-        scores = [run_score(t.metrics, terms) for t in row.trials]
-        row.mean["score"], row.std["score"] = _mean_std([s for s in scores if s is not None])
+        for metric in schema.TABLE1_METRICS:
+            row.mean[metric], row.std[metric] = S.mean_std(t.metrics[metric] for t in row.trials if metric in t.metrics)
+        scores = [_run_score(t.metrics, terms) for t in row.trials]
+        row.mean[schema.SCORE], row.std[schema.SCORE] = S.mean_std(s for s in scores if s is not None)
     for row in ordered:
-        row.decode_s = _mean_std([t.metrics["decode_s_per_video"] for t in row.trials
-                                  if "decode_s_per_video" in t.metrics])[0]
+        row.decode_s = S.mean_std(t.metrics[schema.DECODE_S_PER_VIDEO] for t in row.trials
+                                  if schema.DECODE_S_PER_VIDEO in t.metrics)[0]
         row.early_exit = _row_early_exit(row, terms)
     # Diff is relative to the teacher's mean SCORE (a zero SCORE would make it undefined).
-    teacher = next((r for r in ordered if r.role == "teacher" and r.mean["score"]), None)
+    teacher = next((r for r in ordered if r.role == "teacher" and r.mean[schema.SCORE]), None)
     for row in ordered:
-        if teacher is not None and row.mean["score"] is not None:
-            row.diff_pct = 100.0 * (teacher.mean["score"] - row.mean["score"]) / teacher.mean["score"]
+        if teacher is not None and row.mean[schema.SCORE] is not None:
+            row.diff_pct = 100.0 * S.relative_diff(row.mean[schema.SCORE], teacher.mean[schema.SCORE])
     best = {}
-    for column in METRICS + ("score",):
+    for column in COLUMNS:
         values = [round(r.mean[column], 3) for r in ordered if r.mean.get(column) is not None]
         if values:
             best[column] = max(values)
@@ -360,10 +237,10 @@ def _row_early_exit(row: Row, terms: list[str]) -> list[tuple[float, float, floa
     points = []
     for threshold in sorted(common, reverse=True):
         runs = [t.early_exit[threshold] for t in row.trials]
-        try:  # the same SCORE terms as Table I
-            scores = [run_score(r, terms) for r in runs]
-            decode_s = statistics.fmean(r["decode_s_per_video"] for r in runs)
-        except KeyError:
+        try:  # the same SCORE terms as Table I (an AvkdError: a metric the table's SCORE needs is missing)
+            scores = [_run_score(r, terms) for r in runs]
+            decode_s = statistics.fmean(r[schema.DECODE_S_PER_VIDEO] for r in runs)
+        except (KeyError, AvkdError):
             continue
         if None not in scores:
             points.append((threshold, decode_s, statistics.fmean(scores)))
@@ -373,12 +250,12 @@ def _row_early_exit(row: Row, terms: list[str]) -> list[tuple[float, float, floa
 def _table1_notes(rows: list[Row], terms: list[str], teacher: Row | None, extra: list[str]) -> list[str]:
     notes = ["Cells: mean ± sample standard deviation over the n seeds (a single value when n = 1); "
              "bold: the best mean of each column (ties at 3 decimals are all bold)."]
-    full = [LABELS[t] for t in SCORE_TERMS]
+    full = [LABELS[t] for t in S.TERMS]
     used = [LABELS[t] for t in terms]
     if used == full:
         notes.append(f"SCORE = mean of [{', '.join(full)}] (the paper's definition), recomputed from the metrics.")
     else:
-        absent = [LABELS[t] for t in SCORE_TERMS if t not in terms]
+        absent = [LABELS[t] for t in S.TERMS if t not in terms]
         notes.append(f"'-': metric not available ({', '.join(absent)}; SPICE needs the Stanford CoreNLP jars). "
                      f"SCORE here averages [{', '.join(used) or 'nothing'}] instead of the paper's "
                      f"[{', '.join(full)}], so it is not comparable with SCOREs that include them.")
@@ -400,27 +277,10 @@ def _table1_notes(rows: list[Row], terms: list[str], teacher: Row | None, extra:
 
 # ---- Table II -----------------------------------------------------------------------------------------
 
-def _parse_time_metric(key: str) -> tuple[float, bool, bool] | None:
-    """time/e2e_k0.2_std_s -> (0.2, end_to_end=True, std=True); teacher -> k 1.0 (inverse of schema.time_metric)."""
-    if not (key.startswith("time/") and key.endswith("_s")):
-        return None
-    name = key[len("time/"):-len("_s")]
-    e2e = name.startswith("e2e_")
-    name = name[4:] if e2e else name
-    std = name.endswith("_std")
-    name = name[:-4] if std else name
-    if name == "teacher":
-        return 1.0, e2e, std
-    try:
-        return (float(name[1:]), e2e, std) if name.startswith("k") else None
-    except ValueError:
-        return None
-
-
 def build_table2(run: Run) -> Table2:
     values: dict[float, dict[tuple[bool, bool], float]] = {}
     for key, value in run.data.metrics.items():
-        parsed = _parse_time_metric(key)
+        parsed = schema.parse_time_metric(key)
         if parsed:
             k, e2e, std = parsed
             values.setdefault(k, {})[(e2e, std)] = value
@@ -437,14 +297,14 @@ def build_table2(run: Run) -> Table2:
         notes.append("The timing run has no teacher time: reductions cannot be computed.")
     else:
         for r in rows:
-            r.extract_reduction = 100.0 * (teacher.extract_mean - r.extract_mean) / teacher.extract_mean
+            r.extract_reduction = 100.0 * S.relative_diff(r.extract_mean, teacher.extract_mean)
             if r.e2e_mean is not None and teacher.e2e_mean:
-                r.e2e_reduction = 100.0 * (teacher.e2e_mean - r.e2e_mean) / teacher.e2e_mean
+                r.e2e_reduction = 100.0 * S.relative_diff(r.e2e_mean, teacher.e2e_mean)
     p = run.data.params
-    parts = [f"{p['bench.videos']} videos" if "bench.videos" in p else None,
-             f"{p['bench.threads']} threads" if "bench.threads" in p else None,
-             f"device {p['bench.device']}" if "bench.device" in p else None,
-             f"frames {p['bench.image_size']}px" if "bench.image_size" in p else None,
+    parts = [f"{p[schema.BENCH_VIDEOS]} videos" if schema.BENCH_VIDEOS in p else None,
+             f"{p[schema.BENCH_THREADS]} threads" if schema.BENCH_THREADS in p else None,
+             f"device {p[schema.BENCH_DEVICE]}" if schema.BENCH_DEVICE in p else None,
+             f"frames {p[schema.BENCH_IMAGE_SIZE]}px" if schema.BENCH_IMAGE_SIZE in p else None,
              f"{run.data.tags.get(schema.WEIGHTS, '?')} weights"]
     caption = "Time per video (s): " + ", ".join(x for x in parts if x)
     return Table2(run.info.run_id, rows, caption, notes)
@@ -457,13 +317,13 @@ def add_decoding(t2: Table2, table1: Table1) -> None:
     """
     for r in t2.rows:
         rows = [row for row in table1.rows if row.role in ("teacher", "student") and round(row.k, 6) == round(r.k, 6)]
-        r.decode_mean = _mean_std([row.decode_s for row in rows if row.decode_s is not None])[0]
+        r.decode_mean = S.mean_std(row.decode_s for row in rows if row.decode_s is not None)[0]
         by_threshold: dict[float, list[tuple[float, float]]] = {}
         for row in rows:
-            full = row.mean.get("score")
+            full = row.mean.get(schema.SCORE)
             for threshold, decode_s, score in row.early_exit:
                 if full:
-                    by_threshold.setdefault(threshold, []).append((decode_s, 100.0 * (full - score) / full))
+                    by_threshold.setdefault(threshold, []).append((decode_s, 100.0 * S.relative_diff(score, full)))
         r.early_exit = {th: (statistics.fmean(d for d, _ in v), statistics.fmean(p for _, p in v))
                         for th, v in by_threshold.items()}
     t2.thresholds = sorted({th for r in t2.rows for th in r.early_exit}, reverse=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 # Matplotlib's font cache goes under the repo's cache/, never into ~/.cache (unless the user chose a place).
 os.environ.setdefault("MPLCONFIGDIR", str(Path(__file__).resolve().parent.parent / "cache" / "matplotlib"))
@@ -14,9 +13,8 @@ matplotlib.use("Agg")  # no display: files only
 import matplotlib.pyplot as plt  # noqa: E402
 
 from reports import paper_values  # noqa: E402
-
-if TYPE_CHECKING:
-    from reports.build import Report, Row, Table1, Table2
+from reports.model import Report, Row, Table1, Table2  # noqa: E402
+from trackers import schema  # noqa: E402
 
 plt.rcParams["svg.hashsalt"] = "avkd"  # stable ids: the same data gives the same SVG
 LOSS_COLORS = {"rep": "tab:orange", "rep+ce": "tab:blue"}
@@ -39,7 +37,7 @@ def _save(fig: plt.Figure, folder: Path, name: str, title: str, caption: str) ->
     return Figure(title, caption, png, svg)
 
 
-def _students_by_loss(table: "Table1") -> dict[str, list["Row"]]:
+def _students_by_loss(table: Table1) -> dict[str, list[Row]]:
     groups: dict[str, list[Row]] = {}
     for row in table.rows:  # already in the paper's order
         if row.role == "student":
@@ -51,10 +49,10 @@ def _color(loss: str, i: int) -> str:
     return LOSS_COLORS.get(loss, f"C{(i + 2) % 10}")
 
 
-def metric_vs_k(table: "Table1", folder: Path) -> Figure:
+def metric_vs_k(table: Table1, folder: Path) -> Figure:
     """SCORE and CIDEr against k, one line per loss; the teacher (and blind baseline) as horizontal lines."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, column, name in ((axes[0], "score", "SCORE"), (axes[1], "cider", "CIDEr")):
+    for ax, column, name in ((axes[0], schema.SCORE, "SCORE"), (axes[1], schema.CIDER, "CIDEr")):
         for i, (loss, rows) in enumerate(_students_by_loss(table).items()):
             rows = [r for r in rows if r.mean.get(column) is not None]
             if rows:
@@ -79,7 +77,7 @@ def metric_vs_k(table: "Table1", folder: Path) -> Figure:
                  "mean over seeds, error bars one standard deviation; dashed: teacher, dotted: blind baseline.")
 
 
-def time_vs_k(t2: "Table2", paper: bool, folder: Path) -> Figure:
+def time_vs_k(t2: Table2, paper: bool, folder: Path) -> Figure:
     """Seconds per video against k (teacher at k = 1), and the reduction vs the teacher."""
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     ks = [r.k for r in t2.rows]
@@ -119,7 +117,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
-def score_vs_time(table: "Table1", t2: "Table2", folder: Path) -> Figure | None:
+def score_vs_time(table: Table1, t2: Table2, folder: Path) -> Figure | None:
     """SCORE against extraction time per video, with the Pareto front."""
     times = {round(r.k, 6): r for r in t2.rows}
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -127,12 +125,12 @@ def score_vs_time(table: "Table1", t2: "Table2", folder: Path) -> Figure | None:
     losses = list(_students_by_loss(table))
     for row in (r for r in table.rows if r.role in ("student", "teacher")):
         timing = times.get(round(row.k, 6))
-        if timing is None or row.mean.get("score") is None:
+        if timing is None or row.mean.get(schema.SCORE) is None:
             continue
-        x, y = timing.extract_mean, row.mean["score"]
+        x, y = timing.extract_mean, row.mean[schema.SCORE]
         points.append((x, y))
         color = "black" if row.role == "teacher" else _color(row.loss, losses.index(row.loss))
-        ax.errorbar(x, y, xerr=timing.extract_std or 0.0, yerr=row.std["score"] or 0.0, fmt="o", color=color, capsize=3)
+        ax.errorbar(x, y, xerr=timing.extract_std or 0.0, yerr=row.std[schema.SCORE] or 0.0, fmt="o", color=color, capsize=3)
         ax.annotate("teacher" if row.role == "teacher" else f"{row.loss} k={row.k:g}", (x, y),
                     textcoords="offset points", xytext=(5, 4), fontsize=8)
     if not points:
@@ -151,10 +149,10 @@ def score_vs_time(table: "Table1", t2: "Table2", folder: Path) -> Figure | None:
                  "each point a (loss, k) cell (mean over seeds); green: the Pareto front (faster and better).")
 
 
-def score_vs_decode_time(table: "Table1", folder: Path) -> Figure | None:
+def score_vs_decode_time(table: Table1, folder: Path) -> Figure | None:
     """Early exit: SCORE against decoding time per video, one point per threshold, per (loss, k) cell."""
     rows = [r for r in table.rows if r.role in ("teacher", "student") and r.early_exit and r.decode_s is not None
-            and r.mean.get("score") is not None]
+            and r.mean.get(schema.SCORE) is not None]
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.8))
@@ -162,7 +160,7 @@ def score_vs_decode_time(table: "Table1", folder: Path) -> Figure | None:
     for row in rows:
         color = "black" if row.role == "teacher" else _color(row.loss, losses.index(row.loss))
         xs = [row.decode_s] + [p[1] for p in row.early_exit]
-        ys = [row.mean["score"]] + [p[2] for p in row.early_exit]
+        ys = [row.mean[schema.SCORE]] + [p[2] for p in row.early_exit]
         name = "teacher" if row.role == "teacher" else f"{row.loss} k={row.k:g}"
         ax.plot(xs, ys, "-", color=color, alpha=0.5, marker="o", ms=4, label=name)
         ax.plot(xs[:1], ys[:1], "s", color=color, ms=7)
@@ -178,7 +176,7 @@ def score_vs_decode_time(table: "Table1", folder: Path) -> Figure | None:
                  "(mean over seeds).")
 
 
-def write_figures(report: "Report", folder: Path) -> list[Figure]:
+def write_figures(report: Report, folder: Path) -> list[Figure]:
     for old in ("score_cider_vs_k", "time_vs_k", "score_vs_time", "score_vs_decode_time"):  # never show a stale figure
         for ext in ("png", "svg"):
             (folder / f"{old}.{ext}").unlink(missing_ok=True)

@@ -5,7 +5,9 @@ Note: the paper's Table I "Diff (%)" column holds fractions (0.008 means 0.8 %);
 "Diff (%)" column holds true percentages.
 """
 
-TABLE1_COLUMNS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "cider", "meteor", "rouge_l", "spice", "score", "diff")
+from trackers import schema
+
+TABLE1_COLUMNS = (*schema.TABLE1_METRICS, schema.SCORE, "diff")
 
 # (loss, k) -> values in TABLE1_COLUMNS order; loss "ce" with k 1.0 is the teacher.
 TABLE1: dict[tuple[str, float], tuple[float, ...]] = {

@@ -6,17 +6,15 @@ import csv
 import datetime as dt
 import html
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from reports import paper_values
+from reports.model import COLUMNS, Report, Row, Table1, Table2
 from trackers import schema
 
 if TYPE_CHECKING:
-    from reports.build import Report, Row, Table1, Table2
     from reports.figures import Figure
 
-METRICS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "cider", "meteor", "rouge_l", "spice")
-COLUMNS = METRICS + ("score",)
 HEADER1 = ["BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "CIDEr", "METEOR", "ROUGE-L", "SPICE", "SCORE", "Diff (%)", "n"]
 HEADER2 = ["Network", "Extraction (s/video)", "Reduction (%)", "End-to-end (s/video)", "E2E reduction (%)"]
 HEADER2_PAPER = ["Paper: time (s)", "Paper: Diff (%)"]
@@ -34,7 +32,7 @@ def _num(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def table1_cells(table: "Table1") -> list[tuple["Row", list[Cell]]]:
+def table1_cells(table: Table1) -> list[tuple[Row, list[Cell]]]:
     out = []
     for row in table.rows:
         cells: list[Cell] = []
@@ -57,11 +55,11 @@ def paper_table1_rows() -> list[tuple[str, str, float, list[str]]]:
     return rows
 
 
-def _has_decoding(table: "Table2") -> bool:
+def _has_decoding(table: Table2) -> bool:
     return any(r.decode_mean is not None for r in table.rows)
 
 
-def table2_header(table: "Table2", paper: bool) -> list[str]:
+def table2_header(table: Table2, paper: bool) -> list[str]:
     """Table II's value columns: extraction, [decoding, early exit per threshold], [the paper's]."""
     header = HEADER2[1:] + (["Caption decoding (s/video)"] if _has_decoding(table) else [])
     for t in table.thresholds:
@@ -69,7 +67,7 @@ def table2_header(table: "Table2", paper: bool) -> list[str]:
     return header + (HEADER2_PAPER if paper else [])
 
 
-def table2_cells(table: "Table2", paper: bool) -> list[tuple[str, list[Cell]]]:
+def table2_cells(table: Table2, paper: bool) -> list[tuple[str, list[Cell]]]:
     out = []
     for r in table.rows:
         cells: list[Cell] = [
@@ -105,7 +103,7 @@ def _md_table(header: list[str], rows: list[tuple[str, list[str]]]) -> str:
     return "\n".join(lines)
 
 
-def table1_md(report: "Report") -> str:
+def table1_md(report: Report) -> str:
     rows = [(row.label, [_md_cell(c) for c in cells]) for row, cells in table1_cells(report.table1)]
     parts = [f"# Table I: captioning metrics on the test split (sweep `{report.sweep_name}`)", "",
              _md_table(HEADER1, rows), ""]
@@ -117,7 +115,7 @@ def table1_md(report: "Report") -> str:
     return "\n".join(parts) + "\n"
 
 
-def table2_md(report: "Report") -> str:
+def table2_md(report: Report) -> str:
     t2 = report.table2
     header = table2_header(t2, report.paper)
     rows = [(label, [_md_cell(c) for c in cells]) for label, cells in table2_cells(t2, report.paper)]
@@ -135,7 +133,7 @@ def _csv_num(value: float | None) -> str:
     return "" if value is None else repr(round(float(value), 10))
 
 
-def write_table1_csv(report: "Report", path: Path) -> None:
+def write_table1_csv(report: Report, path: Path) -> None:
     header = ["row", "role", "loss", "k", "n", "seeds"]
     for column in COLUMNS:
         header += [f"{column}_mean", f"{column}_std"]
@@ -159,7 +157,7 @@ def write_table1_csv(report: "Report", path: Path) -> None:
             writer.writerow(line)
 
 
-def write_table2_csv(report: "Report", path: Path) -> None:
+def write_table2_csv(report: Report, path: Path) -> None:
     t2 = report.table2
     header = ["row", "k", "extract_mean_s", "extract_std_s", "extract_reduction_pct",
               "e2e_mean_s", "e2e_std_s", "e2e_reduction_pct"] + (["decode_mean_s"] if _has_decoding(t2) else [])
@@ -227,7 +225,7 @@ def _tex_table(caption: str, label: str, header: list[str], rows: list[tuple[str
     return "\n".join(lines) + "\n"
 
 
-def table1_tex(report: "Report") -> str:
+def table1_tex(report: Report) -> str:
     rows, previous = [], None
     for row, cells in table1_cells(report.table1):
         group = "student" if row.role == "student" else row.role
@@ -244,7 +242,7 @@ def table1_tex(report: "Report") -> str:
     return text
 
 
-def table2_tex(report: "Report") -> str:
+def table2_tex(report: Report) -> str:
     t2 = report.table2
     header = table2_header(t2, report.paper)
     rows = [(tex_escape(label), [_tex_cell(c) for c in cells], label == "Teacher")
@@ -254,7 +252,7 @@ def table2_tex(report: "Report") -> str:
 
 # ---- terminal ---------------------------------------------------------------------------------------------
 
-def print_tables(report: "Report") -> None:
+def print_tables(report: Report) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -349,8 +347,10 @@ def _time(ms: int | None) -> str:
     return "-" if not ms else dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def html_page(report: "Report", figures: list["Figure"]) -> str:
-    link: Callable[[str], str] = lambda run_id: f'<a href="{_h(report.run_link(run_id))}">{_h(run_id[:8])}</a>'
+def html_page(report: Report, figures: list["Figure"]) -> str:
+    def link(run_id: str) -> str:
+        return f'<a href="{_h(report.run_link(run_id))}">{_h(run_id[:8])}</a>'
+
     sweep = report.sweep_run
     body = [f"<h1>Sweep {_h(report.sweep_name)}</h1>", '<dl class="meta">',
             f"<dt>Sweep run</dt><dd>{link(sweep.info.run_id)} ({_h(sweep.info.status)}, "
@@ -412,7 +412,7 @@ def html_page(report: "Report", figures: list["Figure"]) -> str:
             "<body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
-def write_tables(report: "Report", folder: Path) -> None:
+def write_tables(report: Report, folder: Path) -> None:
     (folder / "table1.md").write_text(table1_md(report), encoding="utf-8")
     (folder / "table1.tex").write_text(table1_tex(report), encoding="utf-8")
     write_table1_csv(report, folder / "table1.csv")

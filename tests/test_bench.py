@@ -6,19 +6,12 @@ import pytest
 import torch
 import yaml
 
-from avkd.config import parse_sweep
 from avkd.features.bench import cmd_bench, measure_throughput, run_benchmark
 
 
 @pytest.fixture(scope="module")
-def cfg(tiny_corpus, tmp_path_factory):
-    return parse_sweep({
-        "name": "bench-test",
-        "dataset": {"kind": "msrvtt", "root": str(tiny_corpus)},
-        "features": {"image_size": 75, "batch_frames": 16, "workers": 1,
-                     "cache_dir": str(tmp_path_factory.getbasetemp() / "avkd-feature-cache")},
-        "grid": {"ks": [0.2, 0.6], "timing": {"videos": 2, "warmup": 1, "threads": 1, "seed": 0}},
-    })
+def cfg(tiny_config):
+    return tiny_config(name="bench-test", grid={"timing": {"videos": 2, "warmup": 1, "threads": 1, "seed": 0}})
 
 
 def test_run_benchmark_layout_and_frame_counts(cfg):

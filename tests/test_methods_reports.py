@@ -11,7 +11,7 @@ from reports import build
 from trackers import mlflow_tracker as mt
 from trackers import schema
 
-METRICS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "cider", "meteor", "rouge_l")
+METRICS = tuple(m for m in schema.TEST_METRICS if m != schema.SPICE)
 
 
 def metrics(v: float) -> dict[str, float]:
@@ -38,11 +38,11 @@ def built(tmp_path_factory):
         tags = {schema.ROLE: role, schema.LOSS: loss, schema.K: str(k), schema.SEED: "0", schema.SWEEP: "methods",
                 schema.CONFIG_HASH: f"{role}-{loss}-{k}", schema.WEIGHTS: "random"}
         with mt.RunLogger(uri, exp, f"{role}-{loss}", tags, parent_run_id=sweep.run_id) as run:
-            values = {f"test/{m}": v for m, v in metrics(score).items()}
-            values["test/decode_s_per_video"] = decode
+            values = {schema.TEST_PREFIX + m: v for m, v in metrics(score).items()}
+            values[schema.TEST_PREFIX + schema.DECODE_S_PER_VIDEO] = decode
             for t, (s, d) in ee.items():
-                values.update({f"ee/t{t:g}/{m}": v for m, v in metrics(s).items()})
-                values[f"ee/t{t:g}/decode_s_per_video"] = d
+                values.update({schema.early_exit_metric(t, m): v for m, v in metrics(s).items()})
+                values[schema.early_exit_metric(t, schema.DECODE_S_PER_VIDEO)] = d
             run.log_metrics(values)
     timing = {"videos": 4, "threads": 2, "device": "cpu", "image_size": 128,
               "weights": {"inception": "random", "cnn14": "random", "fingerprint": "f"},

@@ -7,7 +7,8 @@ import pytest
 
 from avkd.errors import AvkdError, DataError
 from avkd.evaluation import metrics as M
-from avkd.evaluation.metrics import CaptionScorer, ValidationScorer, final_score, ptb_tokenize, relative_diff
+from avkd.evaluation.metrics import CaptionScorer, ValidationScorer, ptb_tokenize
+from avkd.evaluation.score import available_terms, common_terms, final_score, mean_std, relative_diff, score
 
 REFS = {
     "v1": ["A man is playing a guitar.", "Someone plays the guitar!"],
@@ -180,3 +181,22 @@ def test_relative_diff():
     assert relative_diff(0.3, 0.4) == pytest.approx(0.25)
     assert relative_diff(0.5, 0.4) == pytest.approx(-0.25)  # a student better than its teacher
     assert math.isnan(relative_diff(0.1, 0.0))
+
+
+def test_table_score_uses_the_terms_every_run_has():
+    no_spice = {k: v for k, v in STUDENT.items() if k != "spice"}
+    assert available_terms(TEACHER) == ["bleu", "meteor", "rouge_l", "cider", "spice"]
+    assert available_terms({**TEACHER, "spice": float("nan")}) == ["bleu", "meteor", "rouge_l", "cider"]
+    terms = common_terms([TEACHER, no_spice])
+    assert terms == ["bleu", "meteor", "rouge_l", "cider"]
+    assert score(TEACHER, terms) == pytest.approx(final_score({**TEACHER, "spice": None})[0])
+    assert common_terms([]) == []
+    with pytest.raises(AvkdError, match="SCORE needs spice"):
+        score(no_spice, ["bleu", "spice"])
+
+
+def test_mean_std_over_seeds():
+    assert mean_std([]) == (None, None)
+    assert mean_std([0.5]) == (0.5, None)
+    mean, std = mean_std([0.3, 0.5])
+    assert mean == pytest.approx(0.4) and std == pytest.approx(math.sqrt(0.02))  # sample std (n - 1)

@@ -244,6 +244,7 @@ def test_log_timing_run(store, tmp_path):
     tags = got.data.tags
     assert (tags[schema.ROLE], tags[schema.SWEEP], tags[schema.WEIGHTS], tags[schema.PARENT]) == \
         ("timing", "unit", "random", parent.run_id)
+    assert tags[schema.WEIGHTS_DETAIL] == "inception=random,cnn14=random"  # schema.weights_tags, per backbone
     assert tags[schema.GIT_COMMIT] == mt.git_commit()
     assert mt.finished_runs_by_hash(uri, exp_id) == {"timing-h": run_id}  # a resumed sweep can skip it
     assert got.data.params["bench.videos"] == "4" and got.data.params["model.hidden"] == "512"
@@ -259,11 +260,6 @@ def test_log_timing_run(store, tmp_path):
     del bad["variants"][1]["e2e_std_s"]
     with pytest.raises(AvkdError, match=r"variants\[1\]: missing e2e_std_s"):
         mt.log_timing_run(cfg, bad)
-
-
-def test_weights_tag_for_mixed_backbones():
-    assert mt._weights_tag({"inception": "pretrained", "cnn14": "pretrained"}) == "pretrained"
-    assert mt._weights_tag({"inception": "pretrained", "cnn14": "random"}) == "inception=pretrained,cnn14=random"
 
 
 def test_retry_transient_errors_then_give_up(monkeypatch):

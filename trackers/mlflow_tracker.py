@@ -369,13 +369,6 @@ def mark_stale_runs(uri: str, experiment_id: str, keep: tuple[str, ...] = (),
 _TIMING_KEYS = ("k", "extract_mean_s", "extract_std_s", "e2e_mean_s", "e2e_std_s")
 
 
-def _weights_tag(weights: dict) -> str:
-    """"pretrained" or "random" when both backbones agree, else e.g. "inception=pretrained,cnn14=random"."""
-    kinds = {name: weights.get(name, "unknown") for name in ("inception", "cnn14")}
-    values = set(kinds.values())
-    return values.pop() if len(values) == 1 else ",".join(f"{n}={v}" for n, v in kinds.items())
-
-
 def log_timing_run(cfg: Any, result: dict, parent_run_id: str | None = None, uri: str | None = None,
                    config_hash: str | None = None) -> str:
     """Log a Table II benchmark (avkd.features.bench.run_benchmark's result) as a timing run; return its id.
@@ -406,16 +399,17 @@ def log_timing_run(cfg: Any, result: dict, parent_run_id: str | None = None, uri
     tags = {
         schema.ROLE: "timing",
         schema.SWEEP: cfg.name,
-        schema.WEIGHTS: _weights_tag(result["weights"]),
+        **schema.weights_tags(result["weights"]),
         schema.GIT_COMMIT: git_commit(),
         schema.CONFIG_HASH: config_hash,  # None: not set
     }
     params = dict(cfg.flat())
-    for key in ("videos", "threads", "device", "image_size"):
+    for param in (schema.BENCH_VIDEOS, schema.BENCH_THREADS, schema.BENCH_DEVICE, schema.BENCH_IMAGE_SIZE):
+        key = param.removeprefix("bench.")
         if key in result:
-            params[f"bench.{key}"] = result[key]
+            params[param] = result[key]
     if "fingerprint" in result["weights"]:
-        params["bench.weights_fingerprint"] = result["weights"]["fingerprint"]
+        params[schema.BENCH_WEIGHTS_FINGERPRINT] = result["weights"]["fingerprint"]
     with RunLogger(uri, experiment_id, f"timing-{cfg.name}", tags, params, parent_run_id=parent_run_id) as run:
         run.log_metrics(metrics)
         run.log_dict(json.loads(json.dumps(result, default=str)), schema.ARTIFACT_TIMING)

@@ -1,4 +1,4 @@
-"""COCO-caption metrics (BLEU-1..4, METEOR, ROUGE-L, CIDEr, SPICE when possible) and the paper's SCORE.
+"""COCO-caption metrics (BLEU-1..4, METEOR, ROUGE-L, CIDEr, SPICE when possible); SCORE is score.py's.
 
 pycocoevalcap's scorers are called one by one: `COCOEvalCap.evaluate()` would construct `Spice()`,
 which tries to download Stanford CoreNLP. Two more departures from the library, both on purpose:
@@ -31,8 +31,11 @@ from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 
 from avkd.errors import AvkdError, DataError
+from avkd.evaluation import score as S
+from avkd.evaluation.score import final_score  # noqa: F401  # moved: use avkd.evaluation.score
+from trackers.schema import SCORE, TEST_METRICS
 
-METRICS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider", "spice")
+METRICS = TEST_METRICS  # the names a CaptionScorer reports, without "test/"
 PACKAGE_DIR = Path(next(iter(pycocoevalcap.__path__)))  # a namespace package: no __file__
 PTB_JAR = PACKAGE_DIR / "tokenizer" / "stanford-corenlp-3.4.1.jar"
 SPICE_JAR = PACKAGE_DIR / "spice" / "spice-1.0.jar"
@@ -51,8 +54,8 @@ def _need_java() -> str:
 
 def _java_error(stderr: bytes) -> str:
     """The telling line of a Java failure: the first exception/error line, else the last line."""
-    lines = [l.strip() for l in stderr.decode("utf-8", "replace").splitlines() if l.strip()]
-    telling = [l for l in lines if "Exception" in l or "Error" in l]
+    lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+    telling = [line for line in lines if "Exception" in line or "Error" in line]
     return (telling or lines or ["no message"])[0 if telling else -1][:300]
 
 
@@ -231,8 +234,8 @@ class CaptionScorer:
         if self.spice_jars is None and self.warn:
             _warn_once(self.spice_note)
         if self.meteor:
-            metrics["score"], _ = final_score(metrics)
-        ordered = {m: metrics[m] for m in (*METRICS, "score") if m in metrics}
+            metrics[SCORE], _ = S.final_score(metrics)
+        ordered = {m: metrics[m] for m in (*METRICS, SCORE) if m in metrics}
         return ordered, per_video
 
 
@@ -278,34 +281,6 @@ def default_scorer(spice_jars: str | None = None) -> CaptionScorer:
     if spice_jars not in _default_scorers:
         _default_scorers[spice_jars] = CaptionScorer(spice_jars)
     return _default_scorers[spice_jars]
-
-
-# ---- SCORE and Diff -----------------------------------------------------------------------------
-
-def final_score(metrics: dict[str, Any]) -> tuple[float, list[str]]:
-    """The paper's SCORE: mean of (mean of BLEU-1..4, METEOR, ROUGE-L, CIDEr, SPICE).
-
-    Without SPICE (missing, None or NaN) it is the mean of the other four. Returns the score and
-    the names it averaged ("bleu" stands for the mean of bleu_1..bleu_4).
-    """
-    required = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider")
-    missing = [m for m in required if metrics.get(m) is None]
-    if missing:
-        raise AvkdError(f"SCORE needs {', '.join(missing)} (metrics have: {', '.join(sorted(metrics))})")
-    parts = {"bleu": sum(float(metrics[f"bleu_{n}"]) for n in range(1, 5)) / 4,
-             "meteor": float(metrics["meteor"]), "rouge_l": float(metrics["rouge_l"]),
-             "cider": float(metrics["cider"])}
-    spice = metrics.get("spice")
-    if spice is not None and math.isfinite(float(spice)):
-        parts["spice"] = float(spice)
-    return sum(parts.values()) / len(parts), list(parts)
-
-
-def relative_diff(student_score: float, teacher_score: float) -> float:
-    """Table I's Diff: (teacher - student) / teacher, as a fraction (NaN when the teacher scores 0)."""
-    if teacher_score == 0:
-        return math.nan
-    return (teacher_score - student_score) / teacher_score
 
 
 # ---- files ------------------------------------------------------------------------------------
@@ -383,7 +358,7 @@ def cmd_evaluate(args) -> int:
     check_alignment(refs, preds, str(args.refs), str(args.preds))
     scorer = CaptionScorer(spice_jars=getattr(args, "spice_jars", None), warn=False)  # the table says it
     metrics, _ = scorer.score(refs, preds)
-    score, averaged = final_score(metrics)
+    score, averaged = S.final_score(metrics)
 
     table = Table(title=f"Caption metrics, {len(preds)} videos", min_width=34)
     table.add_column("metric")

@@ -27,10 +27,11 @@ from rich.table import Table
 
 from avkd.config import SweepConfig, load_sweep
 from avkd.data import media
+from avkd.data.load import load_dataset
 from avkd.errors import AvkdError, MediaError
 from avkd.features import audio as audio_mod
 from avkd.features import visual as visual_mod
-from avkd.features.extract import Extractors, extract_variants, get_extractors, load_dataset
+from avkd.features.extract import Extractors, extract_variants, get_extractors
 from avkd.features.sampling import frame_indices
 
 console = Console()

@@ -15,7 +15,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import sys
 import time
 from collections import deque
@@ -29,14 +28,16 @@ import torch
 import torch.nn as nn
 from rich.console import Console
 
-from avkd.config import FeatureConfig, SweepConfig, load_sweep
+from avkd.config import FeatureConfig, load_sweep
 from avkd.data import media
-from avkd.errors import AvkdError, DataError, MediaError, WeightsError
+from avkd.data.load import load_dataset
+from avkd.errors import DataError, MediaError, WeightsError
 from avkd.features import audio as audio_mod
 from avkd.features import visual as visual_mod
 from avkd.features import weights as weights_mod
 from avkd.features.cache import FeatureCache, VisualEntry, atomic_savez, video_key
 from avkd.features.sampling import frame_indices
+from avkd.runtime import pick_device, start_ray, stop_ray
 
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
@@ -107,14 +108,6 @@ class Extractors:
 _LOADED: dict[tuple, Extractors] = {}
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise AvkdError(f"features.device: {name!r} but no CUDA device is available")
-    return torch.device(name)
-
-
 def get_extractors(dataset, fcfg: FeatureConfig) -> Extractors:
     """Inception-v3 + Cnn14 for this config (pretrained, or seeded random with re-estimated BN), cached per process."""
     w = fcfg.weights
@@ -122,7 +115,7 @@ def get_extractors(dataset, fcfg: FeatureConfig) -> Extractors:
            str(resolve(fcfg.cache_dir)), str(getattr(dataset, "root", "")))
     if key in _LOADED:
         return _LOADED[key]
-    device = pick_device(fcfg.device)
+    device = pick_device(fcfg.device)  # avkd.runtime: the one device choice
     weights_dir = resolve(fcfg.cache_dir) / "weights"
     sample: list | None = None
 
@@ -457,12 +450,7 @@ def _extract_sharded(dataset, fcfg: FeatureConfig, ks: list[float], todo: list[_
     if own.fingerprints != expected:
         raise WeightsError(f"features.cache_dir {fcfg.cache_dir}: the extractors passed in are not the weights of "
                            "this feature config; sharded extraction loads those in every task")
-    started_ray = not ray.is_initialized()
-    if started_ray:  # features.shards asked for it: join RAY_ADDRESS's cluster, else start a local one
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        address = os.environ.get("RAY_ADDRESS")
-        ray.init(address=address or "local", include_dashboard=False, logging_level="ERROR",
-                 **({} if address else {"num_cpus": os.cpu_count()}))
+    started_ray = start_ray()  # features.shards asked for it: join RAY_ADDRESS's cluster, else start a local one
     try:
         gpus = ray.cluster_resources().get("GPU", 0) > 0
         task = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1, max_retries=1)(_extract_shard)
@@ -484,7 +472,7 @@ def _extract_sharded(dataset, fcfg: FeatureConfig, ks: list[float], todo: list[_
                 bar.advance()
     finally:
         if started_ray:
-            ray.shutdown()
+            stop_ray()
     # Assemble from the cache: every video a shard finished is complete there (no decoding, no forward).
     for job in todo:
         if job.video_id in errors:
@@ -569,21 +557,6 @@ def _print_summary(total: int, cached: int, decoded: int, errors: dict, no_audio
 
 
 # ---- CLI -----------------------------------------------------------------------------------------------
-
-def load_dataset(cfg: SweepConfig):
-    """The sweep's dataset; a synthetic one is generated first when its folder is missing."""
-    from avkd.data.msrvtt import load_msrvtt
-
-    root = resolve(cfg.dataset.root)
-    if cfg.dataset.kind == "synth" and not root.exists():
-        from avkd.data.synth import generate
-
-        console.print(f">> generating the synthetic corpus ({cfg.dataset.synth.videos} clips) in {root}")
-        generate(root, videos=cfg.dataset.synth.videos, seed=cfg.dataset.synth.seed)
-    elif not root.exists():
-        raise DataError(f"dataset.root: {root} does not exist")
-    return load_msrvtt(root, max_videos=cfg.dataset.max_videos)
-
 
 def cmd_features(args) -> int:
     """`python -m avkd features --sweep X.yaml [--rebuild]`."""

@@ -100,24 +100,9 @@ class SweepOutcome:
 
 
 def _load_dataset(cfg: SweepConfig):
-    from avkd.data.msrvtt import load_msrvtt
+    from avkd.data.load import load_dataset
 
-    root = _abs(cfg.dataset.root)
-    if cfg.dataset.kind == "synth":
-        from avkd.data.synth import generate
-
-        # A no-op when root already holds the corpus of these parameters; a DataError naming the
-        # folder when it holds another one (a changed synth.videos/seed is never silently ignored).
-        fresh = not (root / "test_videodatainfo.json").exists()
-        if fresh:
-            console.print(f"[bold]>> generating the synthetic corpus[/] ({cfg.dataset.synth.videos} clips) in {root}")
-        t0 = time.time()
-        generate(root, videos=cfg.dataset.synth.videos, seed=cfg.dataset.synth.seed)
-        if fresh:
-            console.print(f"   done in {time.time() - t0:.1f} s")
-    elif not root.exists():
-        raise AvkdError(f"dataset.root: {root} does not exist (see README: 'Using a real MSR-VTT download')")
-    return load_msrvtt(root, max_videos=cfg.dataset.max_videos)
+    return load_dataset(cfg)
 
 
 def _write_trial_inputs(cfg: SweepConfig, dataset, tables: dict, work: Path) -> tuple[Path, dict[str, str]]:
@@ -150,8 +135,12 @@ def _write_trial_inputs(cfg: SweepConfig, dataset, tables: dict, work: Path) -> 
 
 
 def _weights_tag(tables: dict) -> str:
-    w = next(iter(tables.values())).weights
-    return "pretrained" if w.get("inception") == "pretrained" and w.get("cnn14") == "pretrained" else "random"
+    """avkd.weights (schema.weights_tags); run_sweep warns loudly on "random", this on "mixed"."""
+    tags = schema.weights_tags(next(iter(tables.values())).weights)
+    if tags[schema.WEIGHTS] == "mixed":
+        console.print(f"[bold red]!! MIXED backbone weights[/] ({tags[schema.WEIGHTS_DETAIL]}): "
+                      "numbers are not comparable to the paper.")
+    return tags[schema.WEIGHTS]
 
 
 def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
@@ -279,24 +268,15 @@ def _timing(cfg: SweepConfig, uri: str, exp_id: str, parent_run_id: str) -> None
 
 
 def _ray_init() -> None:
-    import ray
+    from avkd.runtime import start_ray
 
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local single-user cluster: no token files
-    address = os.environ.get("RAY_ADDRESS")
-    # Without RAY_ADDRESS always a fresh local instance: address=None would join whatever cluster
-    # `ray start` (or ray.cluster_utils) last recorded in <ray temp>/ray_current_cluster.
-    ray.init(address=address or "local", include_dashboard=False, log_to_driver=True,
-             configure_logging=True, logging_level="ERROR",
-             **({} if address else {"num_cpus": os.cpu_count()}))
+    start_ray()
 
 
 def _ray_shutdown() -> None:
-    import ray
+    from avkd.runtime import stop_ray
 
-    if ray.is_initialized() and not os.environ.get("RAY_ADDRESS"):
-        ray.shutdown()
+    stop_ray()
 
 
 def _ray_trial_name(trial) -> str:
