@@ -2,7 +2,7 @@
 
 Per video and variant, in one process with `torch.set_num_threads(threads)` and no feature cache:
     decode   = open once, decode the variant's frames and the audio            (media.decode_clip)
-    extract  = resize + Inception-v3 on the frames + mean, log-mel + SimPF + Cnn14   (the models)
+    extract  = resize + Inception-v3 on the frames + mean, log-mel + SimPF + Cnn10/Cnn14 (features.audio_model)
     e2e      = decode + extract
 Videos are a seeded random sample of the *test* split, after `warmup` untimed videos. Each video
 runs every variant back to back, in an order rotated per video, so drifting machine load (other
@@ -52,11 +52,12 @@ def time_variant(ext: Extractors, path: Path, k: float, fcfg) -> dict:
     visual = visual_mod.embed_frames(ext.inception, x, fcfg.batch_frames).mean(0)
     _sync(ext)
     t2 = time.perf_counter()
-    inputs = audio_mod.pooled_inputs(ext.cnn14, torch.from_numpy(wave).to(ext.device), [k], fcfg.audio_pool, str(path))
-    audio = audio_mod.embed_inputs(ext.cnn14, inputs, 1)[0]
+    inputs = audio_mod.pooled_inputs(ext.audio, torch.from_numpy(wave).to(ext.device), [k], fcfg.audio_pool, str(path),
+                                     fcfg.simpf_renorm)
+    audio = audio_mod.embed_inputs(ext.audio, inputs, 1, fcfg.audio_time_pool)[0]
     _sync(ext)
     t3 = time.perf_counter()
-    assert visual.shape == audio.shape == (2048,)
+    assert visual.shape == (visual_mod.FEATURE_DIM,) and audio.shape == (audio_mod.BACKBONES[ext.audio_model].embed_dim,)
     return {"decode_s": t1 - t0, "extract_s": t3 - t1, "e2e_s": t3 - t0, "visual_s": t2 - t1, "audio_s": t3 - t2,
             "frames": len(clip.frames), "audio_frames": int(inputs[0].shape[-2])}
 
@@ -127,13 +128,15 @@ def _summarise(runs: dict[float, list[dict]], ext: Extractors, fcfg, threads: in
             "frames_mean": stats(k, "frames")[0], "audio_frames_mean": stats(k, "audio_frames")[0],
         })
     return {"videos": len(runs[1.0]), "threads": threads, "device": str(ext.device), "weights": ext.weights_info(),
-            "image_size": fcfg.image_size, "batch_frames": fcfg.batch_frames, "failed": failed, "variants": variants}
+            "audio_model": ext.audio_model, "audio_time_pool": fcfg.audio_time_pool, "image_size": fcfg.image_size, "batch_frames": fcfg.batch_frames, "failed": failed, "variants": variants}
 
 
 def print_table(result: dict) -> None:
+    audio = result.get("audio_model", "cnn14")  # results written before the choice existed were Cnn14
     table = Table(title=f"Table II: feature extraction time per video ({result['videos']} test videos, "
                         f"{result['threads']} threads, {result['device']}, {result['image_size']} px, "
-                        f"weights {result['weights'].get('inception')}/{result['weights'].get('cnn14')})")
+                        f"Inception-v3 + {audio_mod.LABELS[audio]}, weights inception="
+                        f"{result['weights'].get('inception')} {audio}={result['weights'].get(audio)})")
     for col in ("network", "frames", "audio frames", "extract (s)", "diff %", "end-to-end (s)", "diff %"):
         table.add_column(col, justify="left" if col == "network" else "right")
     for v in sorted(result["variants"], key=lambda v: v["k"]):
