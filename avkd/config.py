@@ -39,10 +39,18 @@ class DatasetConfig:
     max_videos: Optional[int] = None  # per split; for quick looks at a large dataset
 
 
+# The audio backbones and the time pooling before their fc1: names used by the schema below and by
+# avkd.features (weights, cache keys, Table II labels).
+AudioModel = Literal["cnn10", "cnn14"]
+AUDIO_MODELS: tuple[str, ...] = typing.get_args(AudioModel)
+AudioTimePool = Literal["panns", "mean"]
+
+
 @dataclass
 class WeightsConfig:
     require_pretrained: bool = False  # True: a missing checkpoint is an error, never random weights
     inception: Optional[str] = None  # path to inception_v3_google-0cc3c7bd.pth (else looked for in the usual places)
+    cnn10: Optional[str] = None  # path to Cnn10_mAP=0.380.pth (else looked for in the usual places)
     cnn14: Optional[str] = None  # path to Cnn14_mAP=0.431.pth (else looked for in the usual places)
     seed: int = 0  # seed of the random weights used when no checkpoint is found
 
@@ -53,10 +61,16 @@ class FeatureConfig:
     max_frames: Optional[int] = None  # cap on the teacher's frames per video (None = every frame, as the paper)
     sample_rate: int = 32000
     audio_pool: Literal["spectral", "avg", "max", "uniform"] = "spectral"  # SimPF method
+    # spectral only: rescale the pooled spectrogram by sqrt(n/T) so that each mel bin's mean over time
+    # is preserved (the reference does not; its output is sqrt(T/n) ~ 1/sqrt(k) times the input's scale)
+    simpf_renorm: bool = False
+    audio_model: AudioModel = "cnn14"  # PANNs backbone: cnn10 (512-d, the paper's) or cnn14 (2048-d)
+    # over time before fc1: "panns" = PANNs' own max + mean, "mean" = the paper's mean operator
+    audio_time_pool: AudioTimePool = "panns"
     weights: WeightsConfig = field(default_factory=WeightsConfig)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     batch_frames: int = 64  # frames per Inception-v3 forward
-    batch_audio: int = 8  # clips per Cnn14 forward
+    batch_audio: int = 8  # clips per audio-backbone forward
     workers: int = 2  # decoding threads running ahead of the model
     cache_dir: str = "cache/features"
     # Ray tasks the videos are split over (each one GPU, or one CPU on a GPU-less cluster), all writing
@@ -399,7 +413,9 @@ def _check_ranges(cfg: SweepConfig) -> None:
     need(cfg.dataset.max_videos is None or cfg.dataset.max_videos >= 1, "dataset.max_videos", "must be >= 1")
     need(75 <= cfg.features.image_size <= 1024, "features.image_size", "must be in [75, 1024] (Inception-v3 needs >= 75)")
     need(cfg.features.max_frames is None or cfg.features.max_frames >= 1, "features.max_frames", "must be >= 1")
-    need(cfg.features.sample_rate == 32000, "features.sample_rate", "PANNs Cnn14 is trained at 32000 Hz")
+    need(cfg.features.sample_rate == 32000, "features.sample_rate", "PANNs Cnn10/Cnn14 are trained at 32000 Hz")
+    need(not cfg.features.simpf_renorm or cfg.features.audio_pool == "spectral", "features.simpf_renorm",
+         f"only applies to audio_pool: spectral (got audio_pool: {cfg.features.audio_pool})")
     for key in ("batch_frames", "batch_audio", "workers"):
         need(getattr(cfg.features, key) >= 1, f"features.{key}", "must be >= 1")
     need(0 <= cfg.features.shards <= 1024, "features.shards", "must be in [0, 1024] (0 = automatic)")

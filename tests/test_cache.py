@@ -30,13 +30,13 @@ def ext(corpus, tmp_path_factory):
 
 
 class ForwardCounter:
-    """Counts forward calls of the real models (Inception, Cnn14's front end and conv body)."""
+    """Counts forward calls of the real models (Inception, the audio model's front end and conv body)."""
 
     def __init__(self, ext):
-        self.calls = {"inception": 0, "cnn14_frontend": 0, "cnn14_body": 0}
+        self.calls = {"inception": 0, "audio_frontend": 0, "audio_body": 0}
         self.hooks = [ext.inception.register_forward_hook(self._count("inception")),
-                      ext.cnn14.spectrogram_extractor.register_forward_hook(self._count("cnn14_frontend")),
-                      ext.cnn14.conv_block1.register_forward_hook(self._count("cnn14_body"))]
+                      ext.audio.spectrogram_extractor.register_forward_hook(self._count("audio_frontend")),
+                      ext.audio.conv_block1.register_forward_hook(self._count("audio_body"))]
 
     def _count(self, name):
         def hook(*_):
@@ -56,29 +56,29 @@ def test_rerun_hits_the_cache_with_zero_forwards(corpus, ext, tmp_path):
     ids = [v.video_id for v in corpus.split("train")][:4]
     with ForwardCounter(ext) as first:
         a = extract_variants(corpus, fcfg, [0.4], video_ids=ids, progress=False, extractors=ext)
-    assert first.calls["inception"] > 0 and first.calls["cnn14_body"] == 2 * len(ids)
+    assert first.calls["inception"] > 0 and first.calls["audio_body"] == 2 * len(ids)
     with ForwardCounter(ext) as second:
         b = extract_variants(corpus, fcfg, [0.4], video_ids=ids, progress=False, extractors=ext)
-    assert second.calls == {"inception": 0, "cnn14_frontend": 0, "cnn14_body": 0}
+    assert second.calls == {"inception": 0, "audio_frontend": 0, "audio_body": 0}
     for k in a:
         np.testing.assert_array_equal(a[k].visual, b[k].visual)
         np.testing.assert_array_equal(a[k].audio, b[k].audio)
     # a new k reuses the cached teacher frames: only its audio is computed
     with ForwardCounter(ext) as third:
         c = extract_variants(corpus, fcfg, [0.4, 0.8], video_ids=ids, progress=False, extractors=ext)
-    assert third.calls["inception"] == 0 and third.calls["cnn14_body"] == len(ids)
+    assert third.calls["inception"] == 0 and third.calls["audio_body"] == len(ids)
     np.testing.assert_array_equal(c[0.4].audio, a[0.4].audio)
     # --rebuild recomputes everything
     with ForwardCounter(ext) as fourth:
         extract_variants(corpus, fcfg, [0.4], video_ids=ids[:1], progress=False, extractors=ext, rebuild=True)
-    assert fourth.calls["inception"] > 0 and fourth.calls["cnn14_body"] == 2
+    assert fourth.calls["inception"] > 0 and fourth.calls["audio_body"] == 2
 
 
 def test_damaged_entries_are_misses_and_get_rewritten(corpus, ext, tmp_path):
     fcfg = small_cfg(tmp_path)
     ids = [v.video_id for v in corpus.split("train")][:3]
     ref = extract_variants(corpus, fcfg, [0.5], video_ids=ids, progress=False, extractors=ext)
-    cache = FeatureCache(fcfg.cache_dir, ext.fingerprints["inception"], ext.fingerprints["cnn14"], 75, 32000, "spectral")
+    cache = FeatureCache.for_config(fcfg.cache_dir, ext.fingerprints, fcfg)
     v0, v1 = (corpus.videos[i] for i in ids[:2])
     vis = cache.visual_path(video_key(v0.path))
     vis.write_bytes(vis.read_bytes()[: vis.stat().st_size // 2])  # truncated, as by a crash without atomic writes
@@ -89,7 +89,7 @@ def test_damaged_entries_are_misses_and_get_rewritten(corpus, ext, tmp_path):
     with ForwardCounter(ext) as counter:
         again = extract_variants(corpus, fcfg, [0.5], video_ids=ids, progress=False, extractors=ext)
     assert counter.calls["inception"] > 0  # v0's frames recomputed
-    assert counter.calls["cnn14_body"] == 1  # only v1's k=0.5 audio: everything else was a hit
+    assert counter.calls["audio_body"] == 1  # only v1's k=0.5 audio: everything else was a hit
     for k in ref:  # v0's frames ran in other batches: equal up to float16 storage rounding
         np.testing.assert_allclose(again[k].visual, ref[k].visual, rtol=2e-3, atol=1e-4)
         np.testing.assert_allclose(again[k].audio, ref[k].audio, rtol=1e-4, atol=1e-5)
@@ -140,3 +140,20 @@ def test_visual_entry_lookup_and_merge():
     m = e.merged([3, 9], np.full((2, 2048), 2.0))
     assert m.indices.tolist() == [0, 3, 5, 9] and m.features.dtype == np.float16
     assert m.lookup([3, 9]).mean() == 2.0 and m.lookup([0, 5]).mean() == 1.0
+
+
+def test_audio_cache_keys_keep_models_time_pools_and_renorm_apart(tmp_path):
+    def tag(**kw):
+        return FeatureCache(tmp_path, "inc", "aud", 75, 32000, "spectral", **kw).audio_tag
+
+    assert tag() == "cnn14-aud-sr32000-spectral"  # unchanged for the defaults: existing caches stay valid
+    tags = {tag(audio_model=m, audio_time_pool=t, simpf_renorm=r)
+            for m in ("cnn10", "cnn14") for t in ("panns", "mean") for r in (False, True)}
+    assert len(tags) == 8
+    assert tag(audio_model="cnn10", audio_time_pool="mean") == "cnn10-aud-sr32000-spectral-tmean"
+    with pytest.raises(ValueError, match="unknown audio model 'cnn6'"):
+        tag(audio_model="cnn6")
+    # for_config picks the chosen model's fingerprint
+    fcfg = FeatureConfig(image_size=75, audio_model="cnn10", audio_time_pool="mean", simpf_renorm=True)
+    c = FeatureCache.for_config(tmp_path, {"inception": "i1", "cnn10": "a10", "cnn14": "a14"}, fcfg)
+    assert c.audio_tag == "cnn10-a10-sr32000-spectral-renorm-tmean" and c.visual_tag == "inception-i1-s75"

@@ -1,4 +1,5 @@
 """Extraction end to end on real MP4 files: tables per k, frame reuse, bad inputs recorded, not fatal."""
+import dataclasses
 import json
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def test_tables_for_teacher_and_students(corpus, ext, run):
     silent = sorted(v for v, m in _annotations(corpus.root).items() if not m["has_audio"])
     for k, t in tables.items():
         assert t.k == k and t.pool == "spectral" and t.video_ids == ids and t.errors == []
-        assert t.audio.shape == t.visual.shape == (len(ids), 2048)
+        assert t.audio.shape == t.visual.shape == (len(ids), 2048)  # the default audio model: Cnn14
         assert t.audio.dtype == t.visual.dtype == np.float32
         assert np.isfinite(t.audio).all() and np.isfinite(t.visual).all()
         assert sorted(t.no_audio) == silent
@@ -55,7 +56,7 @@ def test_tables_for_teacher_and_students(corpus, ext, run):
             spread = np.linalg.norm(x - x.mean(0), axis=1).mean() / np.linalg.norm(x, axis=1).mean()
             assert spread > 0.05
     # a student's visual latent is the mean of the teacher's per-frame features at its frames
-    cache = FeatureCache(fcfg.cache_dir, ext.fingerprints["inception"], ext.fingerprints["cnn14"], 75, 32000, "spectral")
+    cache = FeatureCache.for_config(fcfg.cache_dir, ext.fingerprints, fcfg)
     v = corpus.videos[ids[0]]
     entry = cache.load_visual(video_key(v.path))
     assert len(entry.indices) == entry.num_frames  # the teacher's frames, each computed once
@@ -96,6 +97,30 @@ def test_features_are_informative(ext, tmp_path):
             same = [np.linalg.norm(x[i] - x[j]) for i in range(8) for j in range(i) if label[i] == label[j]]
             other = [np.linalg.norm(x[i] - x[j]) for i in range(8) for j in range(i) if label[i] != label[j]]
             assert max(same) < min(other) or np.mean(same) < 0.5 * np.mean(other), (attr, same, other)
+
+
+def test_cnn10_with_time_mean_gives_512d_audio_beside_cnn14_in_one_cache(corpus, ext, run, tmp_path_factory):
+    """The paper's audio settings: 512-d latents tagged cnn10, in their own cache entries; the Cnn14
+    entries of the same videos are untouched and still hit."""
+    _, tables14 = run
+    base = tmp_path_factory.getbasetemp()  # ext's folder: its re-estimated Inception weights are there
+    fcfg14, fcfg = small_cfg(base), small_cfg(base, audio_model="cnn10", audio_time_pool="mean")
+    ids = tables14[1.0].video_ids[:4]
+    extract_variants(corpus, fcfg14, [0.2], video_ids=ids, progress=False, extractors=ext)
+    ext10 = get_extractors(corpus, fcfg)
+    assert type(ext10.audio).__name__ == "Cnn10" and ext10.audio_model == "cnn10"
+    assert ext10.fingerprints["inception"] == ext.fingerprints["inception"]
+    tables = extract_variants(corpus, fcfg, [0.2], video_ids=ids, progress=False, extractors=ext10)
+    for k, t in tables.items():
+        assert t.audio.shape == (4, 512) and t.visual.shape == (4, 2048) and np.isfinite(t.audio).all()
+        assert set(t.weights) == {"inception", "cnn10", "fingerprint"} and t.weights["cnn10"] == "random"
+        # same Inception features (other batch compositions: equal up to float16 storage rounding)
+        np.testing.assert_allclose(t.visual, tables14[k].visual[:4], rtol=2e-3, atol=1e-4)
+    tags = {FeatureCache.for_config(fcfg14.cache_dir, ext.fingerprints, fcfg14).audio_tag,
+            FeatureCache.for_config(fcfg.cache_dir, ext10.fingerprints, fcfg).audio_tag}
+    assert {p.name for p in (Path(fcfg.cache_dir) / "audio").iterdir()} >= tags and len(tags) == 2
+    again = extract_variants(corpus, fcfg14, [0.2], video_ids=ids, progress=False, extractors=ext)
+    np.testing.assert_array_equal(again[0.2].audio, tables14[0.2].audio[:4])
 
 
 def test_latent_table_roundtrip(tmp_path):

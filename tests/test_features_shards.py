@@ -64,7 +64,7 @@ def test_sharded_equals_unsharded(dataset, tmp_path):
     assert driver_ext.fingerprints == ext.fingerprints
     forwards = []
     hooks = [driver_ext.inception.register_forward_hook(lambda *a: forwards.append("inception")),
-             driver_ext.cnn14.conv_block1.register_forward_hook(lambda *a: forwards.append("cnn14"))]
+             driver_ext.audio.conv_block1.register_forward_hook(lambda *a: forwards.append("cnn14"))]
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
     try:

@@ -38,6 +38,10 @@ def test_require_pretrained_names_every_path_looked_at(tmp_path):
     assert W.find_checkpoint("cnn14", WeightsConfig()) is None  # not required: random weights
     with pytest.raises(WeightsError, match="features.weights.cnn14: checkpoint .*nope.pth does not exist"):
         W.find_checkpoint("cnn14", WeightsConfig(cnn14=str(tmp_path / "nope.pth")))
+    with pytest.raises(WeightsError, match=r"home/panns_data/Cnn10_mAP=0\.380\.pth.*features\.weights\.cnn10"):
+        W.find_checkpoint("cnn10", WeightsConfig(require_pretrained=True))
+    with pytest.raises(WeightsError, match="features.weights.cnn10: checkpoint .*nope.pth does not exist"):
+        W.find_checkpoint("cnn10", WeightsConfig(cnn10=str(tmp_path / "nope.pth")))
     assert not (tmp_path / "home" / "panns_data").exists()  # looked at, never created
 
 

@@ -118,3 +118,35 @@ def test_registry_and_unknown_pool():
     assert set(TIME_POOLS) == {"spectral", "avg", "max", "uniform"}
     with pytest.raises(ConfigError, match="features.audio_pool: unknown pooling 'median'"):
         time_pool(torch.zeros(1, 1, 4, 2), 0.5, "median")
+
+
+def test_scale_factor_of_a_constant_input_matches_the_hand_computation():
+    # The example: 3.0 over T=100 frames at k=0.2 (n=20). Only the DC coefficient is non-zero:
+    # forward: H[0,0] = 3*T*F/sqrt(T*F) = 3*sqrt(T*F); inverse over (n, F): 3*sqrt(T*F)/sqrt(n*F) = 3*sqrt(T/n).
+    x = torch.full((1, 1, 100, 64), 3.0, dtype=torch.float64)
+    out = spectral_pool(x, 0.2)
+    assert out.shape == (1, 1, 20, 64)
+    torch.testing.assert_close(out, torch.full_like(out, 3.0 * math.sqrt(5.0)))
+    assert round(float(out[0, 0, 0, 0]), 2) == 6.71  # larger than the input: ~1/sqrt(k), not sqrt(k)
+    # renorm=True multiplies by sqrt(n/T): the constant comes back as itself
+    torch.testing.assert_close(spectral_pool(x, 0.2, renorm=True), torch.full_like(out, 3.0))
+
+
+@pytest.mark.parametrize("T, k", [(100, 0.2), (101, 0.4), (37, 0.6), (64, 0.8), (10, 0.1)])
+def test_renorm_preserves_each_mel_bins_time_mean(T, k):
+    x = torch.randn(2, 1, T, 8, dtype=torch.float64) + torch.linspace(-5, 5, 8, dtype=torch.float64)
+    n = math.ceil(round(k * T, 9))
+    plain, renormed = spectral_pool(x, k), spectral_pool(x, k, renorm=True)
+    # without renorm each mel bin's time mean is scaled by exactly sqrt(T/n); with it, preserved
+    torch.testing.assert_close(plain.mean(dim=-2), math.sqrt(T / n) * x.mean(dim=-2))
+    torch.testing.assert_close(renormed.mean(dim=-2), x.mean(dim=-2))
+    torch.testing.assert_close(renormed, plain * math.sqrt(n / T))
+    # ... but not the energy per frame (the high time frequencies are dropped), as the docstring says
+    assert not torch.allclose(renormed.pow(2).mean(dim=(-2, -1)), x.pow(2).mean(dim=(-2, -1)))
+    assert spectral_pool(x, 1.0, renorm=True) is x
+
+
+def test_renorm_is_refused_for_other_pools():
+    torch.testing.assert_close(time_pool(torch.ones(1, 1, 10, 2), 0.5, "spectral", renorm=True), torch.ones(1, 1, 5, 2))
+    with pytest.raises(ConfigError, match="features.simpf_renorm: only applies to audio_pool: spectral"):
+        time_pool(torch.zeros(1, 1, 10, 2), 0.5, "avg", renorm=True)

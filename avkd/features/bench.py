@@ -2,7 +2,7 @@
 
 Per video and variant, in one process with `torch.set_num_threads(threads)` and no feature cache:
     decode   = open once, decode the variant's frames and the audio            (media.decode_clip)
-    extract  = resize + Inception-v3 on the frames + mean, log-mel + SimPF + Cnn14   (the models)
+    extract  = resize + Inception-v3 on the frames + mean, log-mel + SimPF + Cnn10/Cnn14 (features.audio_model)
     e2e      = decode + extract
 Videos are a seeded random sample of the *test* split, after `warmup` untimed videos. Each video
 runs every variant back to back, in an order rotated per video, so drifting machine load (other
@@ -53,11 +53,12 @@ def time_variant(ext: Extractors, path: Path, k: float, fcfg) -> dict:
     visual = visual_mod.embed_frames(ext.inception, x, fcfg.batch_frames).mean(0)
     _sync(ext)
     t2 = time.perf_counter()
-    inputs = audio_mod.pooled_inputs(ext.cnn14, torch.from_numpy(wave).to(ext.device), [k], fcfg.audio_pool, str(path))
-    audio = audio_mod.embed_inputs(ext.cnn14, inputs, 1)[0]
+    inputs = audio_mod.pooled_inputs(ext.audio, torch.from_numpy(wave).to(ext.device), [k], fcfg.audio_pool, str(path),
+                                     fcfg.simpf_renorm)
+    audio = audio_mod.embed_inputs(ext.audio, inputs, 1, fcfg.audio_time_pool)[0]
     _sync(ext)
     t3 = time.perf_counter()
-    assert visual.shape == audio.shape == (2048,)
+    assert visual.shape == (visual_mod.FEATURE_DIM,) and audio.shape == (audio_mod.BACKBONES[ext.audio_model].embed_dim,)
     return {"decode_s": t1 - t0, "extract_s": t3 - t1, "e2e_s": t3 - t0, "visual_s": t2 - t1, "audio_s": t3 - t2,
             "frames": len(clip.frames), "audio_frames": int(inputs[0].shape[-2])}
 
@@ -128,13 +129,15 @@ def _summarise(runs: dict[float, list[dict]], ext: Extractors, fcfg, threads: in
             "frames_mean": stats(k, "frames")[0], "audio_frames_mean": stats(k, "audio_frames")[0],
         })
     return {"videos": len(runs[1.0]), "threads": threads, "device": str(ext.device), "weights": ext.weights_info(),
-            "image_size": fcfg.image_size, "batch_frames": fcfg.batch_frames, "failed": failed, "variants": variants}
+            "audio_model": ext.audio_model, "audio_time_pool": fcfg.audio_time_pool, "image_size": fcfg.image_size, "batch_frames": fcfg.batch_frames, "failed": failed, "variants": variants}
 
 
 def print_table(result: dict) -> None:
+    audio = result.get("audio_model", "cnn14")  # results written before the choice existed were Cnn14
     table = Table(title=f"Table II: feature extraction time per video ({result['videos']} test videos, "
                         f"{result['threads']} threads, {result['device']}, {result['image_size']} px, "
-                        f"weights {result['weights'].get('inception')}/{result['weights'].get('cnn14')})")
+                        f"Inception-v3 + {audio_mod.LABELS[audio]}, weights inception="
+                        f"{result['weights'].get('inception')} {audio}={result['weights'].get(audio)})")
     for col in ("network", "frames", "audio frames", "extract (s)", "diff %", "end-to-end (s)", "diff %"):
         table.add_column(col, justify="left" if col == "network" else "right")
     for v in sorted(result["variants"], key=lambda v: v["k"]):
@@ -206,16 +209,70 @@ def measure_throughput(cfg: SweepConfig, videos: int | None = None, repeats: int
             "bare_forward_fps": b_fps, "ratio": p_fps / b_fps, "pipeline_s": pipeline, "bare_s": bare}
 
 
+# ---- what does the audio backbone cost? -------------------------------------------------------------
+
+@torch.inference_mode()
+def compare_audio_models(cfg: SweepConfig, videos: int | None = None, ks: tuple[float, ...] = (1.0, 0.2)) -> dict:
+    """Seconds per clip of log-mel + SimPF + conv body for every audio model, on the same test clips.
+
+    The audio is decoded once beforehand (not timed); the models get seeded random weights (same
+    cost as pretrained); each clip runs every (model, k) back to back in an order rotated per clip,
+    after one untimed warm-up clip, with torch.set_num_threads(grid.timing.threads)."""
+    timing, fcfg = cfg.grid.timing, cfg.features
+    dataset = load_dataset(cfg)
+    sample = _test_sample(dataset, (videos or timing.videos) + 1, timing.seed)
+    waves = []
+    for v in sample:
+        try:
+            wave, has_audio = media.read_audio(v.path, fcfg.sample_rate)
+        except MediaError:
+            continue
+        if has_audio and len(wave):
+            waves.append(torch.from_numpy(wave))
+    if len(waves) < 2:
+        raise AvkdError("audio model timing: fewer than 2 sampled test videos have decodable audio")
+    models = {name: audio_mod.new_audio_model(name) for name in audio_mod.BACKBONES}
+    runs = [(name, k) for name in models for k in ks]
+    seconds: dict[tuple[str, float], list[float]] = {run: [] for run in runs}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(timing.threads)
+    try:
+        for i, wave in enumerate(waves):
+            for name, k in runs[i % len(runs):] + runs[:i % len(runs)]:
+                t0 = time.perf_counter()
+                inputs = audio_mod.pooled_inputs(models[name], wave, [k], fcfg.audio_pool, renorm=fcfg.simpf_renorm)
+                audio_mod.embed_inputs(models[name], inputs, 1, fcfg.audio_time_pool)
+                if i > 0:  # clip 0 warms up
+                    seconds[(name, k)].append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(threads)
+    rows = [{"audio_model": name, "k": k, "mean_s": statistics.fmean(seconds[(name, k)]),
+             "median_s": statistics.median(seconds[(name, k)]),
+             "params_m": sum(p.numel() for p in models[name].parameters()) / 1e6} for name, k in runs]
+    return {"clips": len(waves) - 1, "threads": timing.threads,
+            "clip_s_mean": statistics.fmean(len(w) / fcfg.sample_rate for w in waves[1:]), "rows": rows}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m avkd.features.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sweep", required=True)
     p.add_argument("--videos", type=int, default=None)
     p.add_argument("--throughput", action="store_true", help="pipeline vs bare-forward visual throughput")
+    p.add_argument("--audio-models", action="store_true", help="seconds per clip of each audio model (Cnn10, Cnn14)")
     p.add_argument("--json", default=None)
     p.add_argument("--no-mlflow", action="store_true")
     args = p.parse_args(argv)
     try:
+        if args.audio_models:
+            r = compare_audio_models(load_sweep(args.sweep), args.videos)
+            for row in r["rows"]:
+                console.print(f"{audio_mod.LABELS[row['audio_model']]} ({row['params_m']:.1f} M params) k={row['k']:g}: "
+                              f"{1000 * row['mean_s']:.1f} ms per clip (median {1000 * row['median_s']:.1f})")
+            console.print(f"{r['clips']} test clips of {r['clip_s_mean']:.1f} s on average, {r['threads']} threads")
+            if args.json:
+                Path(args.json).write_text(json.dumps(r, indent=2))
+            return 0
         if not args.throughput:
             return cmd_bench(args)
         cfg = load_sweep(args.sweep)

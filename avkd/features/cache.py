@@ -8,9 +8,11 @@ Layout (one small .npz per video and entry kind):
         teacher's frames: a new k costs no forward pass. float16 halves the disk (4 KB a frame);
         latents are always computed from the stored float16 values, so a cached and a fresh
         extraction give the same numbers.
-    audio/cnn14-<weights fp>-sr<rate>-<pool>/k<k>/<video key>.npz
-        the 2048-d Cnn14 embedding at rate k (float32): SimPF changes the conv body's input, so
-        audio is computed and cached per (k, pool).
+    audio/<audio model>-<weights fp>-sr<rate>-<pool>[-renorm][-t<time pool>]/k<k>/<video key>.npz
+        the audio model's embedding at rate k (float32; cnn10 512-d, cnn14 2048-d): SimPF changes
+        the conv body's input, so audio is computed and cached per (k, pool). `-renorm` marks
+        features.simpf_renorm, `-tmean` the paper's mean over time (PANNs' own max+mean has no
+        suffix, so caches written before these options stay valid).
 The video key hashes the file's resolved path, size and mtime: an edited or replaced file is a
 different video. Each entry also stores its full key text and is checked on read.
 
@@ -29,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from avkd.config import AUDIO_MODELS, FeatureConfig
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +77,7 @@ def read_npz(path: Path, key: str) -> dict[str, np.ndarray] | None:
 class VisualEntry:
     num_frames: int
     indices: np.ndarray  # (n,) int64, sorted absolute frame numbers
-    features: np.ndarray  # (n, 2048) float16
+    features: np.ndarray  # (n, 2048) float16 (Inception-v3)
 
     def lookup(self, wanted: list[int]) -> np.ndarray | None:
         """Features of `wanted` frames, or None if any is missing."""
@@ -95,11 +99,21 @@ class VisualEntry:
 class FeatureCache:
     """Per-video cache entries for one set of extractor weights and settings."""
 
-    def __init__(self, root: str | Path, inception_fp: str, cnn14_fp: str, image_size: int,
-                 sample_rate: int, audio_pool: str):
+    def __init__(self, root: str | Path, inception_fp: str, audio_fp: str, image_size: int,
+                 sample_rate: int, audio_pool: str, audio_model: str = "cnn14", audio_time_pool: str = "panns",
+                 simpf_renorm: bool = False):
+        if audio_model not in AUDIO_MODELS:
+            raise ValueError(f"unknown audio model {audio_model!r} (known: {', '.join(AUDIO_MODELS)})")
         self.root = Path(root)
         self.visual_tag = f"inception-{inception_fp}-s{image_size}"
-        self.audio_tag = f"cnn14-{cnn14_fp}-sr{sample_rate}-{audio_pool}"
+        self.audio_tag = (f"{audio_model}-{audio_fp}-sr{sample_rate}-{audio_pool}" + ("-renorm" if simpf_renorm else "")
+                          + ("" if audio_time_pool == "panns" else f"-t{audio_time_pool}"))
+
+    @classmethod
+    def for_config(cls, root: str | Path, fingerprints: dict[str, str], fcfg: FeatureConfig) -> "FeatureCache":
+        """The cache of a feature config, given its extractors' fingerprints ({"inception": .., <audio model>: ..})."""
+        return cls(root, fingerprints["inception"], fingerprints[fcfg.audio_model], fcfg.image_size, fcfg.sample_rate,
+                   fcfg.audio_pool, fcfg.audio_model, fcfg.audio_time_pool, fcfg.simpf_renorm)
 
     # ---- visual: per-frame features ----------------------------------------------------------
     def visual_path(self, vkey: str) -> Path:
@@ -121,7 +135,7 @@ class FeatureCache:
         return self.root / "audio" / self.audio_tag / f"k{k:g}" / f"{vkey}.npz"
 
     def load_audio(self, vkey: str, k: float) -> tuple[np.ndarray, bool, int] | None:
-        """(embedding (2048,) float32, clip had audio, log-mel frames fed to the conv body) or None."""
+        """(embedding (D,) float32, clip had audio, log-mel frames fed to the conv body) or None."""
         data = read_npz(self.audio_path(vkey, k), f"{self.audio_tag}/k{k:g}/{vkey}")
         if data is None:
             return None

@@ -2,10 +2,11 @@
 
 Per video and variant k:
     visual latent = mean over frame_indices(N, k, max_frames) of Inception-v3 frame features
-    audio latent  = Cnn14 embedding of the log-mel spectrogram time-pooled to ceil(k*T) frames (SimPF)
+    audio latent  = PANNs embedding (features.audio_model: Cnn10 512-d or Cnn14 2048-d) of the log-mel
+                    spectrogram time-pooled to ceil(k*T) frames (SimPF)
 Pipeline: a thread pool of `workers` decodes videos ahead of the model (bounded prefetch; decoding
 and resizing release the GIL); the main thread batches frames across videos (`batch_frames` per
-Inception forward) and runs Cnn14 per clip. Everything goes through the shared FeatureCache, so a
+Inception forward) and runs the audio model per clip. Everything goes through the shared FeatureCache, so a
 variant already extracted costs no decoding and no forward pass. A video that cannot be decoded is
 recorded in `errors` and skipped; the batch goes on.
 """
@@ -66,11 +67,12 @@ class LatentTable:
     k: float
     pool: str
     video_ids: list[str]
-    audio: np.ndarray  # (N, 2048) float32: time-mean Cnn14 embedding
+    audio: np.ndarray  # (N, D) float32: the audio model's embedding (D = 512 Cnn10, 2048 Cnn14)
     visual: np.ndarray  # (N, 2048) float32: mean of the selected frames' Inception features
     no_audio: list[str] = field(default_factory=list)  # clip had no audio stream (silence was used)
     errors: list[dict] = field(default_factory=list)  # [{"video_id", "path", "reason"}], excluded
-    weights: dict = field(default_factory=dict)  # {"inception": "pretrained"|"random", "cnn14": ..., "fingerprint": ...}
+    # {"inception": "pretrained"|"random", <audio model, e.g. "cnn10">: ..., "fingerprint": ...}
+    weights: dict = field(default_factory=dict)
 
     def save(self, path: str | Path) -> None:
         """One .npz (arrays + a JSON string), written atomically."""
@@ -96,22 +98,25 @@ class LatentTable:
 @dataclass
 class Extractors:
     inception: nn.Module
-    cnn14: nn.Module
-    status: dict[str, str]  # {"inception": "pretrained" | "random", "cnn14": ...}
-    fingerprints: dict[str, str]
+    audio: nn.Module  # the PANNs model named audio_model
+    audio_model: str  # features.audio_model: "cnn10" | "cnn14"
+    status: dict[str, str]  # {"inception": "pretrained" | "random", <audio_model>: ...}
+    fingerprints: dict[str, str]  # same keys
     device: torch.device
 
     def weights_info(self) -> dict[str, str]:
-        return {**self.status, "fingerprint": f"{self.fingerprints['inception']}-{self.fingerprints['cnn14']}"}
+        fp = f"{self.fingerprints['inception']}-{self.fingerprints[self.audio_model]}"
+        return {**self.status, "fingerprint": fp}
 
 
 _LOADED: dict[tuple, Extractors] = {}
 
 
 def get_extractors(dataset, fcfg: FeatureConfig) -> Extractors:
-    """Inception-v3 + Cnn14 for this config (pretrained, or seeded random with re-estimated BN), cached per process."""
+    """Inception-v3 + the audio model for this config (pretrained, or seeded random with re-estimated BN), cached per process."""
     w = fcfg.weights
-    key = (fcfg.image_size, w.require_pretrained, w.inception, w.cnn14, w.seed, fcfg.device,
+    name = fcfg.audio_model
+    key = (fcfg.image_size, w.require_pretrained, w.inception, name, getattr(w, name), w.seed, fcfg.device,
            str(resolve(fcfg.cache_dir)), str(getattr(dataset, "root", "")))
     if key in _LOADED:
         return _LOADED[key]
@@ -138,11 +143,11 @@ def get_extractors(dataset, fcfg: FeatureConfig) -> Extractors:
     inception, inc_status, inc_fp = weights_mod.prepare(
         "inception", visual_mod.new_inception, w, calibrated("inception", f"-s{fcfg.image_size}"),
         lambda model: _calibrate_inception(model, calibration_sample(), fcfg.image_size, fcfg.batch_frames))
-    cnn14, cnn_status, cnn_fp = weights_mod.prepare(
-        "cnn14", audio_mod.new_cnn14, w, calibrated("cnn14"),
-        lambda model: _calibrate_cnn14(model, calibration_sample(), fcfg.sample_rate))
-    ext = Extractors(inception.to(device), cnn14.to(device), {"inception": inc_status, "cnn14": cnn_status},
-                     {"inception": inc_fp, "cnn14": cnn_fp}, device)
+    audio, audio_status, audio_fp = weights_mod.prepare(
+        name, lambda: audio_mod.new_audio_model(name), w, calibrated(name),
+        lambda model: _calibrate_audio(model, calibration_sample(), fcfg.sample_rate))
+    ext = Extractors(inception.to(device), audio.to(device), name, {"inception": inc_status, name: audio_status},
+                     {"inception": inc_fp, name: audio_fp}, device)
     _LOADED[key] = ext
     return ext
 
@@ -180,7 +185,9 @@ def _calibrate_inception(model: nn.Module, videos: list, image_size: int, batch:
         model(visual_mod.normalize(x[i:i + min(batch, 32)].to(device)))
 
 
-def _calibrate_cnn14(model: nn.Module, videos: list, sample_rate: int) -> None:
+def _calibrate_audio(model: nn.Module, videos: list, sample_rate: int) -> None:
+    """BN re-estimation of a PANNs model; its BN layers all sit before the pooling over time, so the
+    result does not depend on features.audio_time_pool."""
     used = 0
     device = next(model.parameters()).device
     for v in videos:
@@ -195,7 +202,7 @@ def _calibrate_cnn14(model: nn.Module, videos: list, sample_rate: int) -> None:
         audio_mod.conv_body(model, audio_mod.pooled_inputs(model, torch.from_numpy(wave).to(device), [1.0], "spectral")[0])
         used += 1
     if used == 0:
-        raise DataError("no train video with audio to re-estimate Cnn14's BatchNorm statistics")
+        raise DataError(f"no train video with audio to re-estimate {type(model).__name__}'s BatchNorm statistics")
 
 
 # ---- one video -------------------------------------------------------------------------------------
@@ -319,10 +326,11 @@ class _FrameBatcher:
 
 @torch.inference_mode()
 def _audio_embeddings(ext: Extractors, job: _Job, fcfg: FeatureConfig) -> None:
-    """Cnn14 at every missing k for one decoded clip (one log-mel, pooled per k)."""
+    """The audio model at every missing k for one decoded clip (one log-mel, pooled per k)."""
     wave = torch.from_numpy(job.wave).to(ext.device)
-    inputs = audio_mod.pooled_inputs(ext.cnn14, wave, job.missing_audio, fcfg.audio_pool, job.video_id)
-    embs = audio_mod.embed_inputs(ext.cnn14, inputs, fcfg.batch_audio)
+    inputs = audio_mod.pooled_inputs(ext.audio, wave, job.missing_audio, fcfg.audio_pool, job.video_id,
+                                     fcfg.simpf_renorm)
+    embs = audio_mod.embed_inputs(ext.audio, inputs, fcfg.batch_audio, fcfg.audio_time_pool)
     for k, x, e in zip(job.missing_audio, inputs, embs):
         job.audio[k] = (e.float().cpu().numpy(), job.has_audio, int(x.shape[-2]))
 
@@ -343,8 +351,7 @@ def extract_variants(dataset, fcfg: FeatureConfig, ks: Iterable[float], video_id
         video_ids = [v.video_id for split in ("train", "validate", "test") for v in dataset.split(split)]
     ids = list(dict.fromkeys(video_ids))
     ext = extractors or get_extractors(dataset, fcfg)
-    cache = FeatureCache(resolve(fcfg.cache_dir), ext.fingerprints["inception"], ext.fingerprints["cnn14"],
-                         fcfg.image_size, fcfg.sample_rate, fcfg.audio_pool)
+    cache = FeatureCache.for_config(resolve(fcfg.cache_dir), ext.fingerprints, fcfg)
     t0 = time.time()
     errors: dict[str, dict] = {}
     done: dict[str, _Job] = {}
@@ -393,7 +400,8 @@ def _extract_here(todo: list[_Job], ext: Extractors, cache: FeatureCache, fcfg: 
                                     "reason": "the extractors gave non-finite features (not cached)"}
             return
         if feats is not None:
-            base = job.visual or VisualEntry(job.num_frames, np.zeros(0, np.int64), np.zeros((0, 2048), np.float16))
+            base = job.visual or VisualEntry(job.num_frames, np.zeros(0, np.int64),
+                                             np.zeros((0, visual_mod.FEATURE_DIM), np.float16))
             job.visual = base.merged(job.new_idx, feats)
             cache.save_visual(job.vkey, job.visual)
         for k in job.missing_audio:
@@ -508,10 +516,11 @@ def _tables(ids, done, errors, ks, fcfg, ext) -> dict[float, LatentTable]:
             aud.append(emb)
             if not has_audio:
                 no_audio.append(vid)
-        empty = np.zeros((0, visual_mod.FEATURE_DIM), np.float32)
+        audio_dim = audio_mod.BACKBONES[ext.audio_model].embed_dim
         tables[k] = LatentTable(k=k, pool=fcfg.audio_pool, video_ids=list(ok),
-                                audio=np.stack(aud).astype(np.float32) if aud else empty,
-                                visual=np.stack(vis).astype(np.float32) if vis else empty,
+                                audio=np.stack(aud).astype(np.float32) if aud else np.zeros((0, audio_dim), np.float32),
+                                visual=np.stack(vis).astype(np.float32) if vis else
+                                np.zeros((0, visual_mod.FEATURE_DIM), np.float32),
                                 no_audio=no_audio, errors=[errors[v] for v in ids if v in errors],
                                 weights=ext.weights_info())
     return tables

@@ -21,19 +21,22 @@ from typing import Callable, Iterable
 import torch
 import torch.nn as nn
 
-from avkd.config import WeightsConfig
+from avkd.config import AUDIO_MODELS, WeightsConfig
 from avkd.errors import WeightsError
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FILES = {"inception": "inception_v3_google-0cc3c7bd.pth", "cnn14": "Cnn14_mAP=0.431.pth"}
+# One file per backbone, keyed by the name used everywhere (config keys, weights tags, cache folders).
+CHECKPOINT_FILES = {"inception": "inception_v3_google-0cc3c7bd.pth", "cnn10": "Cnn10_mAP=0.380.pth",
+                    "cnn14": "Cnn14_mAP=0.431.pth"}
+PANNS_MODELS = AUDIO_MODELS  # their checkpoints live in ~/panns_data
 _warned: set[str] = set()
 
 
 def usual_paths(kind: str) -> list[Path]:
     """Where torchvision / panns_inference would have put the checkpoint (read-only here)."""
     name = CHECKPOINT_FILES[kind]
-    if kind == "cnn14":
+    if kind in PANNS_MODELS:
         return [Path.home() / "panns_data" / name]
     roots = [Path(os.environ["TORCH_HOME"])] if os.environ.get("TORCH_HOME") else []
     if os.environ.get("XDG_CACHE_HOME"):
@@ -82,7 +85,11 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], path: Path | str
     """Strict load; a mismatch is a WeightsError naming the file and the first differing keys."""
     if isinstance(getattr(model, "fc", None), nn.Identity):  # Inception's classifier is not used here
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # same names, other shapes (e.g. a Cnn14 file given for Cnn10)
+        first = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err))
+        raise WeightsError(f"{path}: does not match the model ({first[:200]})") from None
     if result.missing_keys or result.unexpected_keys:
         raise WeightsError(f"{path}: does not match the model (missing {result.missing_keys[:3]}, "
                            f"unexpected {result.unexpected_keys[:3]})")

@@ -212,7 +212,7 @@ def test_extract_variants_on_the_zoo(zoo, tmp_path):
         return hook
 
     hooks = [ext.inception.register_forward_hook(counter("inception")),
-             ext.cnn14.conv_block1.register_forward_hook(counter("cnn14"))]  # conv_body's first block
+             ext.audio.conv_block1.register_forward_hook(counter("cnn14"))]  # conv_body's first block
     try:
         t0 = time.perf_counter()
         first = extract_variants(dataset, fcfg, [1.0, 0.2], progress=False, extractors=ext)
