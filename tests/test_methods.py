@@ -14,7 +14,7 @@ from avkd.models.branches import ModalBranches
 from avkd.models.decoder import CaptionDecoder
 from avkd.models.distill import DistillMLP
 from avkd.training import methods
-from avkd.training.decode import beam_search, greedy
+from avkd.models.decode import beam_search, greedy
 from avkd.training.losses import LOSSES, build_objective
 from avkd.training.train import Captioner, pair_outputs, set_trainable
 

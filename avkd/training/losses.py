@@ -129,6 +129,9 @@ class Loss:
     fn: Callable[[Outputs], torch.Tensor]
     inputs: frozenset[str]  # the named tensors it reads
 
+    def __call__(self, out: Outputs) -> torch.Tensor:
+        return self.fn(out)
+
 
 def _loss(fn: Callable[[Outputs], torch.Tensor], *inputs: str) -> Loss:
     return Loss(fn, frozenset(inputs))

@@ -89,7 +89,7 @@ def _reads(stages: list[Stage]) -> set[str]:
     return set().union(*(LOSSES[t.name].inputs for s in stages for t in s.terms if t.name in LOSSES))
 
 
-def _build_guides(method: Method, cfg: SweepConfig, stages: list[Stage], names: list[str],
+def build_guides(method: Method, cfg: SweepConfig, stages: list[Stage], names: list[str],
                   models: dict[str, Captioner], latents: dict[str, torch.Tensor], in_dim: int,
                   student: bool) -> Guides | None:
     """The guides the stages' terms read: which logits, and the aggregation unit (None: they read none)."""
@@ -164,7 +164,7 @@ def run_student(cfg: SweepConfig, inputs: TrialInputs, method: str, teacher_chec
         with torch.no_grad():
             latents[name] = models[name].decoder_input(torch.from_numpy(guide_raw).to(device))
     stages = m.stages(cfg, guide)
-    guides = _build_guides(m, cfg, stages, names, models, latents, data.train.shape[1], guide is None)
+    guides = build_guides(m, cfg, stages, names, models, latents, data.train.shape[1], guide is None)
     shared = m.shared_encoder(cfg) if guide is None else None
     if shared is not None:  # the student's latent projections become a frozen copy of that guide's
         share_encoder(model, models[shared])
