@@ -51,7 +51,8 @@ class TrialSpec:
         return {g.hash for g in self.guides} | ({self.teacher} if self.teacher else set())
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain JSON data (what Ray Tune carries in a trial's config)."""
+        return {**dataclasses.asdict(self), "guides": [dataclasses.asdict(g) for g in self.guides]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrialSpec":
