@@ -51,7 +51,8 @@ def check(cfg: SweepConfig, source: str = "") -> None:
     try:
         for i, key in enumerate(cfg.grid.losses):
             if key not in REGISTRY:
-                get(key)  # raises
+                raise ConfigError(f"grid.losses[{i}]: unknown distillation method {key!r} "
+                                  f"(known: {', '.join(sorted(REGISTRY))})")
         for key in cfg.distill.losses:
             if key not in REGISTRY:
                 raise ConfigError(f"distill.losses.{key}: no distillation method of that name "

@@ -111,6 +111,7 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
     from trackers import mlflow_tracker as mt
 
     t_start = time.time()
+    methods.check(cfg, sweep_file)  # (cmd_sweep checked already; callers of run_sweep get the same check)
     dataset = _load_dataset(cfg)
     dataset_fp = dataset.fingerprint()
     uri = mt.resolve_tracking_uri(cfg.tracking.uri)
