@@ -12,7 +12,7 @@ from avkd.training.losses import build_objective
 from avkd import methods
 from avkd.models.captioner import Captioner
 from avkd.training.data import TrialData
-from avkd.training.loop import fit_stage, mapper_outputs, pair_outputs, set_trainable
+from avkd.training.loop import Fit, fit_stage, mapper_outputs, pair_outputs, set_trainable
 
 torch.set_num_threads(1)
 CE = build_objective([LossTerm("ce", 1.0)])
@@ -128,24 +128,25 @@ def changed(before, module):
 def test_stage_loops_run_the_methods_declared_stages(stage_setup):
     """rep's two declared stages: the mapper alone, then the decoder alone; rep+ce's one joint stage."""
     vocab, data, scorer, cfg = stage_setup
-    rng, log, history = np.random.default_rng(0), (lambda m, s: None), []
+    rng, log = np.random.default_rng(0), (lambda m, s: None)
 
     model = student()
+    fit = Fit(model, data, cfg, vocab, scorer, rng, log)
     first, second = methods.get("rep").stages(cfg)
     assert (first.trains, first.stop_on, first.epochs) == ({"mapper"}, "loss", cfg.distill.rep_epochs)
     assert (second.trains, second.stop_on, [t.name for t in second.terms]) == ({"decoder"}, "captions", ["ce"])
     dec0, mlp0 = snapshot(model.decoder), snapshot(model.mlp)
-    fit_stage(model, data, first, cfg, vocab, scorer, rng, log, history)
+    fit_stage(fit, first)
     assert changed(mlp0, model.mlp) and not changed(dec0, model.decoder)
 
     mlp1 = snapshot(model.mlp)
-    fit_stage(model, data, second, cfg, vocab, scorer, rng, log, history)
+    fit_stage(fit, second)
     assert changed(dec0, model.decoder) and not changed(mlp1, model.mlp)
-    assert [h["epoch"] for h in history] == [1, 2, 3, 4]  # one step count across both stages
+    assert [h["epoch"] for h in fit.history] == [1, 2, 3, 4]  # one step count across both stages
 
     model = student()
     (joint,) = methods.get("rep+ce").stages(cfg)
     assert joint.trains == {"mapper", "decoder"} and [t.name for t in joint.terms] == ["ce", "rep_l1"]
     dec0, mlp0 = snapshot(model.decoder), snapshot(model.mlp)
-    fit_stage(model, data, joint, cfg, vocab, scorer, rng, log, [])
+    fit_stage(Fit(model, data, cfg, vocab, scorer, rng, log), joint)
     assert changed(dec0, model.decoder) and changed(mlp0, model.mlp)

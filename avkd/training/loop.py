@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -176,28 +177,36 @@ def stage_objective(stage: Stage, cfg: SweepConfig) -> Objective:
     return build_objective(list(stage.terms) + extra, stage.where)
 
 
-def fit_stage(model: Captioner, data: TrialData, stage: Stage, cfg: SweepConfig, vocab: Vocabulary,
-              val_scorer: M.ValidationScorer, rng: np.random.Generator, log: LogFn, history: list[dict],
-              guides: Guides | None = None) -> EarlyStop:
-    """Fit one declared stage; epochs are numbered on from the previous stages' (history)."""
-    objective = stage_objective(stage, cfg)
+@dataclass
+class Fit:
+    """What every stage of one trial trains on and reports to; `history` collects every epoch's record."""
+    model: Captioner
+    data: TrialData
+    cfg: SweepConfig
+    vocab: Vocabulary
+    val_scorer: M.ValidationScorer
+    rng: np.random.Generator
+    log: LogFn
+    guides: Guides | None = None  # frozen guides the decoder stages' terms read (and their aggregation unit)
+    history: list[dict] = field(default_factory=list)
+
+
+def fit_stage(fit: Fit, stage: Stage) -> EarlyStop:
+    """Fit one declared stage; epochs are numbered on from the previous stages' (fit.history)."""
+    objective = stage_objective(stage, fit.cfg)
     if DECODER in stage.trains:
-        return fit_decoder(model, data, objective, MAPPER in stage.trains, cfg, vocab, val_scorer, rng, log,
-                           history, first_epoch=len(history) + 1, epochs=stage.epochs, guides=guides,
-                           temperature=stage.temperature)
-    return fit_mapper(model, data, objective, cfg, stage.epochs, rng, log, history, stage.temperature)
+        return fit_decoder(fit, objective, MAPPER in stage.trains, stage.epochs, stage.temperature)
+    return fit_mapper(fit, objective, stage.epochs, stage.temperature)
 
 
-def fit_decoder(model: Captioner, data: TrialData, objective: Objective, train_mlp: bool, cfg: SweepConfig,
-                vocab: Vocabulary, val_scorer: M.ValidationScorer, rng: np.random.Generator, log: LogFn,
-                history: list[dict], first_epoch: int = 1, epochs: int | None = None,
-                guides: Guides | None = None, temperature: float | None = None) -> EarlyStop:
+def fit_decoder(fit: Fit, objective: Objective, train_mlp: bool, epochs: int,
+                temperature: float | None = None) -> EarlyStop:
     """Train the decoder (and the mapper when train_mlp) on caption pairs; early stop on the validate split.
 
-    guides (joint training only): frozen guide models whose outputs the loss terms read; their
-    aggregation unit, if any, is trained along.
+    fit.guides: frozen guide models whose outputs the loss terms read; their aggregation unit, if
+    any, is trained along (decoder stages only: a mapper-only stage has no captions to read).
     """
-    tc = cfg.training
+    model, data, guides, tc = fit.model, fit.data, fit.guides, fit.cfg.training
     params = set_trainable(model, decoder=True, mlp=train_mlp)
     if guides is not None:
         params += list(guides.parameters())
@@ -208,42 +217,42 @@ def fit_decoder(model: Captioner, data: TrialData, objective: Objective, train_m
             latents, mlp, teacher = model.mlp(data.train), None, None
     lengths = (data.seqs != PAD_ID).sum(1).cpu().numpy()
     stop = EarlyStop(tc.patience)
-    for epoch in range(first_epoch, first_epoch + (epochs or tc.epochs)):
+    first = len(fit.history) + 1
+    for epoch in range(first, first + epochs):
         set_trainable(model, decoder=True, mlp=train_mlp)
         started = time.perf_counter()
-        record = train_epoch(params, optimiser, pair_batches(lengths, tc.batch_size, rng),
+        record = train_epoch(params, optimiser, pair_batches(lengths, tc.batch_size, fit.rng),
                              lambda i: pair_outputs(model.decoder, mlp, latents, data.rows[i], data.seqs[i], teacher,
                                                     guides, temperature), objective, tc.grad_clip, epoch)
         record["train/epoch_s"] = time.perf_counter() - started
         if guides is not None:
             record.update(guides.epoch_metrics())
-        record.update(validate_captions(model, data, vocab, val_scorer, cfg.decoding.max_len))
+        record.update(validate_captions(model, data, fit.vocab, fit.val_scorer, fit.cfg.decoding.max_len))
         if train_mlp and data.teacher_validate is not None:
             with torch.no_grad():
                 record["val/rep_l1"] = float((model.mlp(data.validate) - data.teacher_validate).abs().mean())
-        log(record, epoch)
-        history.append({"epoch": epoch, **record})
+        fit.log(record, epoch)
+        fit.history.append({"epoch": epoch, **record})
         if stop.update(record[f"val/{tc.val_metric}"], epoch, model):
             break
     model.load_state_dict(stop.state)
     return stop
 
 
-def fit_mapper(model: Captioner, data: TrialData, objective: Objective, cfg: SweepConfig, epochs: int,
-               rng: np.random.Generator, log: LogFn, history: list[dict],
-               temperature: float | None = None) -> EarlyStop:
+def fit_mapper(fit: Fit, objective: Objective, epochs: int, temperature: float | None = None) -> EarlyStop:
     """The mapper alone on its terms (decoder frozen); early stop on their validation value."""
+    model, data, tc = fit.model, fit.data, fit.cfg.training
     params = set_trainable(model, decoder=False, mlp=True)
-    optimiser = torch.optim.Adam(params, lr=cfg.training.lr, weight_decay=cfg.training.weight_decay)
-    stop = EarlyStop(cfg.training.patience)
-    first = len(history) + 1
+    optimiser = torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    stop = EarlyStop(tc.patience)
+    first = len(fit.history) + 1
     for epoch in range(first, first + epochs):
         set_trainable(model, decoder=False, mlp=True)
         started = time.perf_counter()
-        batches = video_batches(len(data.train), cfg.training.batch_size, rng)
+        batches = video_batches(len(data.train), tc.batch_size, fit.rng)
         record = train_epoch(params, optimiser, batches,
                              lambda rows: mapper_outputs(model.mlp, data.train, data.teacher_train, rows, temperature),
-                             objective, cfg.training.grad_clip, epoch)
+                             objective, tc.grad_clip, epoch)
         record["train/epoch_s"] = time.perf_counter() - started
         model.mlp.eval()
         with torch.no_grad():
@@ -251,8 +260,8 @@ def fit_mapper(model: Captioner, data: TrialData, objective: Objective, cfg: Swe
             total, parts = objective(mapper_outputs(model.mlp, data.validate, data.teacher_validate, all_rows,
                                                     temperature))
         record.update({"val/loss": float(total), **{f"val/{k}": v for k, v in parts.items()}})
-        log(record, epoch)
-        history.append({"epoch": epoch, **record})
+        fit.log(record, epoch)
+        fit.history.append({"epoch": epoch, **record})
         if stop.update(-float(total), epoch, model):  # lower loss is better
             break
     model.load_state_dict(stop.state)

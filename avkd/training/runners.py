@@ -25,7 +25,7 @@ from avkd.training.data import (TrialInputs, TrialResult, make_data, raw_latents
                                 seed_everything, split_latents)
 from avkd.training.evaluate import finish
 from avkd.training.guides import Guides
-from avkd.training.loop import LogFn, fit_stage
+from avkd.training.loop import Fit, LogFn, fit_stage
 from avkd.training.losses import LOSSES
 from avkd.training.stage import DECODER, Stage
 
@@ -60,12 +60,12 @@ def run_teacher(cfg: SweepConfig, inputs: TrialInputs, seed: int, out_dir: Path,
     model = Captioner(decoder, mean, std, blind=blind, modality=modality, audio_dim=audio_dim).to(device)
     data = make_data(model.standardise, raw, inputs, cfg.dataset.max_caption_len, device)
     val_scorer = M.ValidationScorer(references(inputs.features["validate"], inputs.references, "validate"))
-    history: list[dict] = []
+    fit = Fit(model, data, cfg, inputs.vocab, val_scorer, rng, log)
     stage = Stage("teacher", frozenset({DECODER}), (LossTerm("ce", 1.0),), "teacher loss", "captions",
                   cfg.training.epochs)
-    stop = fit_stage(model, data, stage, cfg, inputs.vocab, val_scorer, rng, log, history)
+    stop = fit_stage(fit, stage)
     info = {"kind": "blind" if blind else "teacher", "mode": "ce", "seed": seed, "modality": modality}
-    return finish(model, data, inputs, cfg, stop, history, out_dir, scorer, info, evaluate_test)
+    return finish(model, data, inputs, cfg, stop, fit.history, out_dir, scorer, info, evaluate_test)
 
 
 def _load_teacher(path: Path, inputs: TrialInputs, device: torch.device) -> Captioner:
@@ -169,17 +169,16 @@ def run_student(cfg: SweepConfig, inputs: TrialInputs, method: str, teacher_chec
     if shared is not None:  # the student's latent projections become a frozen copy of that guide's
         share_encoder(model, models[shared])
 
-    history: list[dict] = []
+    fit = Fit(model, data, cfg, inputs.vocab, val_scorer, rng, log, guides)
     stop = None
-    for stage in stages:
-        stop = fit_stage(model, data, stage, cfg, inputs.vocab, val_scorer, rng, log, history,
-                         guides if DECODER in stage.trains else None)
+    for stage in stages:  # the method's declared stages, in order; the last one's best epoch is the result
+        stop = fit_stage(fit, stage)
     info = {"kind": "student" if guide is None else guide, "mode": method, "seed": seed,
             "teacher_checkpoint": str(teacher_checkpoint),
             "guides": {name: str(path) for name, path in guide_checkpoints.items()}}
     if guides is not None and guides.aggregation is not None:
         info["aggregate_weights"] = guides.aggregation.named_weights()
-    return finish(model, data, inputs, cfg, stop, history, out_dir, scorer, info, evaluate_test)
+    return finish(model, data, inputs, cfg, stop, fit.history, out_dir, scorer, info, evaluate_test)
 
 
 def share_encoder(model: Captioner, guide: Captioner) -> None:
