@@ -4,7 +4,6 @@ trains, the aggregation unit, exit heads and thresholds, load-time checks and tr
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

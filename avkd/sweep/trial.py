@@ -1,7 +1,7 @@
-"""One trial (teacher, blind baseline, student or tuning trial), as run inside a Ray worker.
+"""One trial (teacher, blind baseline, guide, student or tuning trial), as run inside a Ray worker.
 
-The driver hands every trial the same read-only context (absolute paths: Ray changes the working
-directory of trials) plus the trial's own spec. A trial reads its latent vectors and captions from
+The driver hands every trial the same read-only SweepContext (absolute paths: Ray changes the working
+directory of trials) plus the trial's own TrialSpec, both as plain dicts (avkd/sweep/plan.py). A trial reads its latent vectors and captions from
 files the driver wrote, trains, evaluates, and logs one nested MLflow run. The MLflow run is
 always closed in `finally` (inside RunLogger), so one failed trial cannot break the sweep.
 """
@@ -19,10 +19,6 @@ import yaml
 from avkd.config import SweepConfig, parse_sweep
 from avkd.sweep.plan import BLIND, GUIDE, TUNE, SweepContext, TrialSpec
 from trackers import schema
-
-
-def trial_name(spec: TrialSpec) -> str:
-    return spec.name
 
 
 def apply_overrides(cfg: SweepConfig, overrides: dict[str, Any]) -> SweepConfig:
