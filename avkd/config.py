@@ -81,10 +81,14 @@ class FeatureConfig:
 
 @dataclass
 class EarlyExitConfig:
-    """Early exit (DEEVISum's EE): an exit head after every GRU layer but the last, trained jointly."""
+    """Confidence-threshold early exit: an exit head after every GRU layer but the last, trained jointly.
+
+    Inspired by DEEVISum's EE, but NOT its criterion: a decoding step stops at the first exit head
+    whose top word probability exceeds the threshold (CALM-style confidence), where DEEVISum compares
+    hidden states with class prototypes by cosine similarity (threshold 0.8); see the README.
+    """
     enabled: bool = False
-    # Confidence thresholds evaluated on the test split: a decoding step stops at the first exit
-    # whose top word probability exceeds the threshold (1.0: never exits, the full decoder).
+    # Confidence thresholds evaluated on the test split (1.0: never exits, the full decoder).
     thresholds: list[float] = field(default_factory=lambda: [0.9, 0.7, 0.5])
     weight: float = 1.0  # weight of the exit heads' mean caption loss (added to every decoder-training stage)
 
@@ -135,30 +139,39 @@ class ExtraTeacher:
 
 
 @dataclass
+class FusedToModalConfig:
+    """VQAKD (Shao et al. 2023): the teacher's fused latent supervises each student modality branch."""
+    temperature: float = 1.0  # the released code's T of modal_kl
+
+
+@dataclass
 class MultiTeacherConfig:
-    """EMTM (Liang et al. 2023): several teachers' outputs aggregated with learned weights into one target."""
+    """EMTM (Liang et al. 2023): several teachers' outputs aggregated per sample into one target."""
     teachers: list[ExtraTeacher] = field(
         default_factory=lambda: [ExtraTeacher("audio"), ExtraTeacher("visual")])  # besides the AV teacher
     # The student shares its encoder (the decoder's two latent projections) with this teacher, frozen:
     # "teacher" (the AV teacher) or an extra teacher's name; null: the student trains its own.
     share_encoder_with: Optional[str] = None
+    temperature: float = 1.0  # the released code's T of the KL to the ensemble (kd_aggregate)
 
 
 @dataclass
 class MultiStageConfig:
     """DEEVISum's MSKD: teacher -> mentor (a student at a larger k) -> student, learning from both."""
     mentor_k: float = 0.9  # must be larger than every k the multi_stage students run at (the paper's go to 0.8)
-    # The mentor's own training (DEEVISum: its LM loss + KL to the teacher); names are LOSSES keys.
+    # The mentor's own training (DEEVISum's released code: its LM loss + 0.5 * T^2 KL to the teacher).
     mentor_losses: list[LossTerm] = field(
-        default_factory=lambda: [LossTerm("ce", 1.0), LossTerm("rep_l1", 1.0), LossTerm("kd_teacher", 1.0)])
-    # Initial weights (teacher, mentor) of the learned aggregation used by the kd_aggregate / aggregate_ce
-    # terms (DEEVISum's init 0.25, 0.5); normalised. Configured weights: use kd_teacher / kd_mentor instead.
+        default_factory=lambda: [LossTerm("ce", 1.0), LossTerm("kd_teacher", 0.5)])
+    # Initial weights (teacher, mentor) of the learned-weights option (kd_aggregate + aggregate_ce in
+    # distill.losses.multi_stage; DEEVISum's init 0.25, 0.5); normalised.
     aggregate_init: list[float] = field(default_factory=lambda: [0.25, 0.5])
+    temperature: float = 2.0  # DEEVISum's T of every KL (kd_teacher, kd_mentor, kd_aggregate)
 
 
 @dataclass
 class MethodsConfig:
-    """Settings of the distillation methods; a method runs for the student mode of the same name."""
+    """Settings of the distillation methods (avkd/methods/), by the method's key."""
+    fused_to_modal: FusedToModalConfig = field(default_factory=FusedToModalConfig)
     multi_teacher: MultiTeacherConfig = field(default_factory=MultiTeacherConfig)
     multi_stage: MultiStageConfig = field(default_factory=MultiStageConfig)
 
@@ -170,23 +183,20 @@ class DistillConfig:
     # the teacher's latent space, so the teacher's decoder is the natural starting point.
     init_from_teacher: bool = True
     rep_epochs: int = 30  # stage 1 of `rep`: epochs of L_rep alone for the MLP
-    # Losses per student mode, as weighted terms (names are keys of avkd.training.losses.LOSSES).
-    # A mode named after a method (avkd/training/methods.py) also gets that method's model pieces.
+    # Loss terms per method (keys: avkd/methods/; term names: avkd.training.losses.LOSSES).
+    # Each method's default is its paper's released code (see the module of the method).
     losses: dict[str, list[LossTerm]] = field(
         default_factory=lambda: {
             "rep": [LossTerm("rep_l1", 1.0)],
             "rep+ce": [LossTerm("ce", 1.0), LossTerm("rep_l1", 1.0)],
-            # Shao et al.: caption loss + T^2 KL from the teacher's fused latent to each modality branch
+            # VQAKD: task CE + KL(teacher fused || branch) per branch, T = 1, no T^2
             "fused_to_modal": [LossTerm("ce", 1.0), LossTerm("modal_kl", 1.0)],
-            # EMTM: one target from the teachers' latents and next-word distributions, learned weights
-            "multi_teacher": [LossTerm("ce", 1.0), LossTerm("rep_aggregate", 1.0), LossTerm("kd_aggregate", 1.0),
-                              LossTerm("aggregate_ce", 1.0)],
-            # DEEVISum MSKD: learned weights over (teacher, mentor); configured: kd_mentor 0.5 + kd_teacher 0.25
-            "multi_stage": [LossTerm("ce", 1.0), LossTerm("rep_l1", 1.0), LossTerm("kd_aggregate", 1.0),
-                            LossTerm("aggregate_ce", 1.0)],
+            # EMTM: task CE + 0.1 * KL to the per-sample aggregated teachers (T = 1); the weights learn by aggregate_ce
+            "multi_teacher": [LossTerm("ce", 1.0), LossTerm("kd_aggregate", 0.1), LossTerm("aggregate_ce", 1.0)],
+            # DEEVISum MSKD: fixed weights, T^2 KLs at T = 2 (learned option: kd_aggregate + aggregate_ce)
+            "multi_stage": [LossTerm("ce", 1.0), LossTerm("kd_mentor", 0.5), LossTerm("kd_teacher", 0.25)],
         }
     )
-    temperature: float = 2.0  # softmax temperature of every KL term (modal_kl, kd_*); DEEVISum uses 2
     methods: MethodsConfig = field(default_factory=MethodsConfig)
 
 
@@ -443,7 +453,6 @@ def _check_ranges(cfg: SweepConfig) -> None:
         need(bool(terms), f"distill.losses.{mode}", "needs at least one loss term")
         for i, t in enumerate(terms):
             need(t.weight >= 0, f"distill.losses.{mode}[{i}].weight", "must be >= 0")
-    need(cfg.distill.temperature > 0, "distill.temperature", "must be > 0")
     need(cfg.decoding.beam_size >= 1, "decoding.beam_size", "must be >= 1")
     need(cfg.decoding.max_len >= 1, "decoding.max_len", "must be >= 1")
     need(bool(cfg.grid.ks) or bool(cfg.grid.seeds), "grid", "empty grid")
@@ -496,6 +505,9 @@ def _check_methods(cfg: SweepConfig, need: Any) -> None:
     need(bool(ms.mentor_losses), "distill.methods.multi_stage.mentor_losses", "needs at least one loss term")
     for i, t in enumerate(ms.mentor_losses):
         need(t.weight >= 0, f"distill.methods.multi_stage.mentor_losses[{i}].weight", "must be >= 0")
+    for key in ("fused_to_modal", "multi_teacher", "multi_stage"):
+        t = getattr(cfg.distill.methods, key).temperature
+        need(t > 0, f"distill.methods.{key}.temperature", "must be > 0")
     need(len(ms.aggregate_init) == 2 and all(w > 0 for w in ms.aggregate_init),
          "distill.methods.multi_stage.aggregate_init", "must be two positive weights: [teacher, mentor]")
 

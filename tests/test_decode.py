@@ -6,7 +6,7 @@ import torch
 
 from avkd.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from avkd.models.decoder import CaptionDecoder
-from avkd.training.decode import beam_search, decode, greedy
+from avkd.models.decode import beam_search, decode, greedy
 
 torch.set_num_threads(1)
 

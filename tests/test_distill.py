@@ -9,8 +9,10 @@ from avkd.evaluation.metrics import ValidationScorer
 from avkd.models.decoder import CaptionDecoder
 from avkd.models.distill import DistillMLP
 from avkd.training.losses import build_objective
-from avkd.training.train import (Captioner, _Data, fit_decoder, fit_mapper, mapper_outputs, pair_outputs,
-                                 set_trainable)
+from avkd import methods
+from avkd.models.captioner import Captioner
+from avkd.training.data import TrialData
+from avkd.training.loop import Fit, fit_stage, mapper_outputs, pair_outputs, set_trainable
 
 torch.set_num_threads(1)
 CE = build_objective([LossTerm("ce", 1.0)])
@@ -109,7 +111,7 @@ def stage_setup():
     rows = torch.arange(8).repeat_interleave(2)
     val_ids = [f"v{i}" for i in range(4)]
     scorer = ValidationScorer({v: ["a red ball", "a blue cup"] for v in val_ids})
-    data = _Data(train, val, val, rows, seqs, val_ids, torch.randn(8, 12), torch.randn(4, 12))
+    data = TrialData(train, val, val, rows, seqs, val_ids, torch.randn(8, 12), torch.randn(4, 12))
     cfg = parse_sweep({"name": "t", "training": {"epochs": 2, "batch_size": 4, "patience": 5},
                        "distill": {"rep_epochs": 2}, "decoding": {"max_len": 4}})
     return vocab, data, scorer, cfg
@@ -123,21 +125,28 @@ def changed(before, module):
     return any(not torch.equal(before[k], v) for k, v in module.state_dict().items())
 
 
-def test_stage_loops(stage_setup):
+def test_stage_loops_run_the_methods_declared_stages(stage_setup):
+    """rep's two declared stages: the mapper alone, then the decoder alone; rep+ce's one joint stage."""
     vocab, data, scorer, cfg = stage_setup
-    rng, log, history = np.random.default_rng(0), (lambda m, s: None), []
+    rng, log = np.random.default_rng(0), (lambda m, s: None)
 
     model = student()
+    fit = Fit(model, data, cfg, vocab, scorer, rng, log)
+    first, second = methods.get("rep").stages(cfg)
+    assert (first.trains, first.stop_on, first.epochs) == ({"mapper"}, "loss", cfg.distill.rep_epochs)
+    assert (second.trains, second.stop_on, [t.name for t in second.terms]) == ({"decoder"}, "captions", ["ce"])
     dec0, mlp0 = snapshot(model.decoder), snapshot(model.mlp)
-    fit_mapper(model, data, REP, cfg, rng, log, history)
+    fit_stage(fit, first)
     assert changed(mlp0, model.mlp) and not changed(dec0, model.decoder)
 
     mlp1 = snapshot(model.mlp)
-    fit_decoder(model, data, CE, False, cfg, vocab, scorer, rng, log, history, first_epoch=len(history) + 1)
+    fit_stage(fit, second)
     assert changed(dec0, model.decoder) and not changed(mlp1, model.mlp)
-    assert [h["epoch"] for h in history] == [1, 2, 3, 4]  # one step count across both stages
+    assert [h["epoch"] for h in fit.history] == [1, 2, 3, 4]  # one step count across both stages
 
     model = student()
+    (joint,) = methods.get("rep+ce").stages(cfg)
+    assert joint.trains == {"mapper", "decoder"} and [t.name for t in joint.terms] == ["ce", "rep_l1"]
     dec0, mlp0 = snapshot(model.decoder), snapshot(model.mlp)
-    fit_decoder(model, data, REP_CE, True, cfg, vocab, scorer, rng, log, [])
+    fit_stage(Fit(model, data, cfg, vocab, scorer, rng, log), joint)
     assert changed(dec0, model.decoder) and changed(mlp0, model.mlp)

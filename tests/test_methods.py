@@ -1,22 +1,27 @@
 """Distillation methods (fused_to_modal, multi_teacher, multi_stage) and early exit: losses on
-hand-made tensors, which parameters each trains, the aggregation unit, exit heads and thresholds."""
+hand-made tensors (each method's default against a hand-computed value), which parameters each
+trains, the aggregation unit, exit heads and thresholds, load-time checks and trial identities."""
+import json
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from avkd.config import LossTerm, config_hash, parse_sweep
+from avkd import methods
+from avkd.config import LossTerm, load_sweep, parse_sweep
 from avkd.data.vocab import PAD_ID
 from avkd.errors import ConfigError
+from avkd.models.aggregation import AggregationUnit
 from avkd.models.branches import ModalBranches
+from avkd.models.captioner import Captioner
+from avkd.models.decode import beam_search, greedy
 from avkd.models.decoder import CaptionDecoder
 from avkd.models.distill import DistillMLP
-from avkd.training import methods
-from avkd.training.decode import beam_search, greedy
+from avkd.sweep.plan import TrialSpec, plan_trials, trial_identity
+from avkd.training.loop import pair_outputs, set_trainable
 from avkd.training.losses import LOSSES, build_objective
-from avkd.training.train import Captioner, pair_outputs, set_trainable
+from avkd.training.runners import build_guides, share_encoder
 
 torch.set_num_threads(1)
 
@@ -38,8 +43,9 @@ def test_modal_kl_and_l1_values():
     audio, visual = torch.tensor([[0.0, 0.0, 0.0]]), torch.tensor([[2.0, 1.0, 0.0]])
     out = {"student_audio": audio, "student_visual": visual, "teacher_latent": teacher, "temperature": torch.tensor(2.0)}
     p = softmax([1.0, 0.0, -1.0], 2.0)
-    expected = 4.0 * (kl(p, softmax([0, 0, 0], 2.0)) + kl(p, softmax([2.0, 1.0, 0.0], 2.0)))
-    assert float(LOSSES["modal_kl"](out)) == pytest.approx(expected, rel=1e-5)
+    plain = kl(p, softmax([0, 0, 0], 2.0)) + kl(p, softmax([2.0, 1.0, 0.0], 2.0))
+    assert float(LOSSES["modal_kl"](out)) == pytest.approx(plain, rel=1e-5)  # the released form: no T^2
+    assert float(LOSSES["modal_kl_t2"](out)) == pytest.approx(4.0 * plain, rel=1e-5)
     assert float(LOSSES["modal_l1"](out)) == pytest.approx(2 / 3 + 1.0)  # |1,0,1|/3 + |1,1,1|/3
     out["student_audio"] = out["student_visual"] = teacher.clone()
     assert float(LOSSES["modal_kl"](out)) == pytest.approx(0.0, abs=1e-7)
@@ -67,22 +73,21 @@ def test_aggregate_terms_use_the_normalised_mixture():
     w = [0.25, 0.75]
     out["aggregate_logits"] = torch.stack([out["teacher_logits"], out["mentor_logits"]])
     out["aggregate_log_weights"] = torch.log(torch.tensor(w))
-    out["aggregate_latents"] = torch.tensor([[[1.0, 2.0]], [[3.0, -2.0]]])  # (G=2, N=1, D=2)
-    out["student_mapped"] = torch.tensor([[0.0, 0.0]])
     pt, pm = softmax([0, 1, 0], 2.0), softmax([3, 0, 0], 2.0)
     mix = [w[0] * a + w[1] * b for a, b in zip(pt, pm)]
-    assert float(LOSSES["kd_aggregate"](out)) == pytest.approx(4.0 * kl(mix, softmax([1, 0, 0], 2.0)), rel=1e-5)
+    assert float(LOSSES["kd_aggregate"](out)) == pytest.approx(kl(mix, softmax([1, 0, 0], 2.0)), rel=1e-5)  # no T^2
     # aggregate_ce: -log of the T = 1 mixture's probability of the true word (index 1), padding ignored
     p1 = w[0] * softmax([0, 1, 0])[1] + w[1] * softmax([3, 0, 0])[1]
     assert float(LOSSES["aggregate_ce"](out)) == pytest.approx(-math.log(p1), rel=1e-5)
-    # rep_aggregate: L1 to the weighted mean latent [0.25*1 + 0.75*3, 0.25*2 - 0.75*2] = [2.5, -1.0]
-    assert float(LOSSES["rep_aggregate"](out)) == pytest.approx((2.5 + 1.0) / 2)
+    # Per-sample weights (G, B): the same value when every pair has the same weights.
+    out["aggregate_log_weights"] = torch.log(torch.tensor(w)).view(2, 1)
+    assert float(LOSSES["kd_aggregate"](out)) == pytest.approx(kl(mix, softmax([1, 0, 0], 2.0)), rel=1e-5)
 
 
 def test_aggregate_gradients_go_where_intended():
     out = word_outputs()
     student = out["logits"].clone().requires_grad_(True)
-    unit = methods.AggregationUnit(["teacher", "mentor"])
+    unit = AggregationUnit(["teacher", "mentor"])
     out.update(logits=student, aggregate_logits=torch.stack([out["teacher_logits"], out["mentor_logits"]]),
                aggregate_log_weights=unit.log_weights())
     LOSSES["kd_aggregate"](out).backward(retain_graph=True)
@@ -104,7 +109,7 @@ def test_exit_ce_is_the_mean_caption_loss_of_the_exits():
 # ---- the aggregation unit ------------------------------------------------------------------------------
 
 def test_aggregation_weights_are_normalised_learnable_and_follow_the_better_guide():
-    unit = methods.AggregationUnit(["teacher", "mentor"], init=[0.25, 0.5])
+    unit = AggregationUnit(["teacher", "mentor"], init=[0.25, 0.5])
     assert unit.named_weights() == pytest.approx({"teacher": 1 / 3, "mentor": 2 / 3})
     assert unit.logits.requires_grad and [p for p in unit.parameters()] == [unit.logits]
     # The "teacher" guide predicts the true words, the "mentor" does not: its weight must grow.
@@ -121,7 +126,25 @@ def test_aggregation_weights_are_normalised_learnable_and_follow_the_better_guid
         assert sum(unit.named_weights().values()) == pytest.approx(1.0)
     assert unit.named_weights()["teacher"] > 0.9
     with pytest.raises(ValueError, match="one positive weight per guide"):
-        methods.AggregationUnit(["a", "b"], init=[1.0])
+        AggregationUnit(["a", "b"], init=[1.0])
+
+
+def test_per_sample_aggregation_starts_at_init_and_learns_weights_per_input():
+    """EMTM's unit: weights from the student's input; a guide that is right only for some inputs wins there."""
+    unit = AggregationUnit(["teacher", "audio"], init=[1.0, 3.0], in_dim=2)
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    torch.testing.assert_close(unit.log_weights(x).exp(), torch.tensor([[0.25, 0.25], [0.75, 0.75]]))
+    targets = torch.tensor([[1], [2]])  # pair 0 says word 1, pair 1 says word 2
+    teacher = F.one_hot(torch.tensor([[1], [0]]), 4).float() * 6.0  # right for pair 0 only
+    audio = F.one_hot(torch.tensor([[0], [2]]), 4).float() * 6.0  # right for pair 1 only
+    opt = torch.optim.Adam(unit.parameters(), lr=0.2)
+    for _ in range(60):
+        opt.zero_grad()
+        LOSSES["aggregate_ce"]({"aggregate_logits": torch.stack([teacher, audio]), "targets": targets,
+                                "aggregate_log_weights": unit.log_weights(x)}).backward()
+        opt.step()
+    w = unit.log_weights(x).exp()
+    assert w[0, 0] > 0.9 and w[1, 1] > 0.9  # teacher for the first input, audio for the second
 
 
 # ---- which parameters each method trains ----------------------------------------------------------------
@@ -145,9 +168,9 @@ def grad_names(module):
 
 
 def test_fused_to_modal_branches_and_what_each_term_trains():
-    branches = methods.make_mapper("fused_to_modal", 7, 9, 12, parse_sweep({"name": "x"}).distill.mlp)
-    assert isinstance(branches, ModalBranches)
-    assert isinstance(methods.make_mapper("rep+ce", 7, 9, 12, parse_sweep({"name": "x"}).distill.mlp), DistillMLP)
+    cfg = parse_sweep({"name": "x"})
+    assert isinstance(methods.get("fused_to_modal").mapper(cfg, 7, 9, 12), ModalBranches)
+    assert isinstance(methods.get("rep+ce").mapper(cfg, 7, 9, 12), DistillMLP)
     torch.manual_seed(0)
     model = Captioner(decoder(), torch.zeros(16), torch.ones(16), ModalBranches(7, 9, 12, (20, 20), dropout=0.0))
     latents, teacher, rows, seqs = batch()
@@ -179,19 +202,21 @@ def test_multi_teacher_trains_student_and_aggregation_never_the_guides():
     latents, teacher, rows, seqs = batch()
     models = {"teacher": guide(seed=5), "audio": guide(seed=6), "visual": guide(seed=7)}
     guide_latents = {name: torch.randn(6, 12) for name in models}
-    terms = cfg.distill.losses["rep+ce"] + [LossTerm("kd_aggregate"), LossTerm("aggregate_ce"), LossTerm("rep_aggregate")]
-    guides = methods.build_guides(cfg, "multi_teacher", terms, models, guide_latents, "distill.losses.multi_teacher")
-    assert guides.aggregation.names == ["teacher", "audio", "visual"]
-    assert list(guides.parameters()) == [guides.aggregation.logits]  # the guides are not parameters
+    mt = methods.get("multi_teacher")
+    stages = mt.stages(cfg)
+    terms = list(stages[0].terms) + [LossTerm("rep_l1")]
+    guides = build_guides(mt, cfg, stages, mt.guides(cfg), models, guide_latents, 16, True)
+    assert guides.aggregation.names == ["teacher", "audio", "visual"] and guides.aggregation.per_sample
+    assert list(guides.parameters()) == list(guides.aggregation.proj.parameters())  # the guides are not parameters
     model = Captioner(decoder(), torch.zeros(16), torch.ones(16), DistillMLP(16, 12, (20, 20)))
     set_trainable(model, decoder=True, mlp=True)
-    out = pair_outputs(model.decoder, model.mlp, latents, rows, seqs, teacher, guides)
-    assert out["aggregate_logits"].shape == (3, 5, 4, 9) and out["aggregate_latents"].shape == (3, 4, 12)
+    out = pair_outputs(model.decoder, model.mlp, latents, rows, seqs, teacher, guides, mt.temperature(cfg))
+    assert out["aggregate_logits"].shape == (3, 5, 4, 9) and out["aggregate_log_weights"].shape == (3, 5)
     total, parts = build_objective(terms)(out)
-    assert set(parts) == {"ce", "rep_l1", "kd_aggregate", "aggregate_ce", "rep_aggregate"}
+    assert set(parts) == {"ce", "kd_aggregate", "aggregate_ce", "rep_l1"}
     total.backward()
     assert {"decoder.head.weight", "mlp.net.0.weight"} <= grad_names(model)
-    assert guides.aggregation.logits.grad.abs().sum() > 0
+    assert guides.aggregation.proj.weight.grad.abs().sum() > 0
     assert all(not grad_names(g) for g in models.values())
     assert set(guides.epoch_metrics()) == {"train/aggregate_w/teacher", "train/aggregate_w/audio",
                                            "train/aggregate_w/visual"}
@@ -200,7 +225,7 @@ def test_multi_teacher_trains_student_and_aggregation_never_the_guides():
 def test_shared_encoder_is_a_frozen_copy_of_the_guide():
     model = Captioner(decoder(), torch.zeros(16), torch.ones(16), DistillMLP(16, 12, (20, 20)))
     shared = guide(seed=9)
-    methods.share_encoder(model, shared)
+    share_encoder(model, shared)
     params = set_trainable(model, decoder=True, mlp=True)
     torch.testing.assert_close(model.decoder.latent_to_hidden.weight, shared.decoder.latent_to_hidden.weight)
     frozen = {id(p) for n in ("latent_to_hidden", "latent_to_input") for p in getattr(model.decoder, n).parameters()}
@@ -212,33 +237,62 @@ def test_multi_stage_student_learns_from_teacher_and_mentor():
     cfg = parse_sweep({"name": "x"})
     latents, teacher, rows, seqs = batch()
     models = {"teacher": guide(seed=5), "mentor": guide(seed=6, mlp=True)}
-    terms = [LossTerm("ce"), LossTerm("kd_mentor", 0.5), LossTerm("kd_teacher", 0.25)]
-    guides = methods.build_guides(cfg, "multi_stage", terms, models,
-                                  {n: torch.randn(6, 12) for n in models}, "distill.losses.multi_stage")
+    ms = methods.get("multi_stage")
+    stages = ms.stages(cfg)
+    terms = list(stages[0].terms)
+    assert [(t.name, t.weight) for t in terms] == [("ce", 1.0), ("kd_mentor", 0.5), ("kd_teacher", 0.25)]
+    guides = build_guides(ms, cfg, stages, ms.guides(cfg), models, {n: torch.randn(6, 12) for n in models}, 16, True)
     assert guides.aggregation is None and guides.logits_of == ["teacher", "mentor"]
+    assert list(guides.parameters()) == []  # the released code's weights are fixed: nothing to optimise
     model = Captioner(decoder(), torch.zeros(16), torch.ones(16), DistillMLP(16, 12, (20, 20)))
     set_trainable(model, decoder=True, mlp=True)
-    total, parts = build_objective(terms)(pair_outputs(model.decoder, model.mlp, latents, rows, seqs, teacher, guides))
+    total, parts = build_objective(terms)(pair_outputs(model.decoder, model.mlp, latents, rows, seqs, teacher, guides,
+                                                       stages[0].temperature))
     assert parts["kd_mentor"] > 0 and parts["kd_teacher"] > 0
     assert float(total.detach()) == pytest.approx(parts["ce"] + 0.5 * parts["kd_mentor"] + 0.25 * parts["kd_teacher"], rel=1e-5)
     total.backward()
     assert "mlp.net.0.weight" in grad_names(model) and not grad_names(models["mentor"])
-    learned = methods.build_guides(cfg, "multi_stage", [LossTerm("ce"), LossTerm("kd_aggregate")], models,
-                                   {n: torch.randn(6, 12) for n in models}, "x")
+    learned_cfg = parse_sweep({"name": "x", "grid": {"ks": [0.2], "losses": ["multi_stage"]}, "distill": {"losses": {"multi_stage": [
+        {"name": "ce"}, {"name": "kd_aggregate"}, {"name": "aggregate_ce"}]}}})
+    learned = build_guides(ms, learned_cfg, ms.stages(learned_cfg), ms.guides(cfg), models,
+                           {n: torch.randn(6, 12) for n in models}, 16, True)
+    assert not learned.aggregation.per_sample  # the learned option: one global weighting, DEEVISum's init
     assert learned.aggregation.named_weights() == pytest.approx({"teacher": 1 / 3, "mentor": 2 / 3})
 
 
-@pytest.mark.parametrize("mode, term, message", [
-    ("rep+ce", "kd_mentor", "needs the mentor, which only the multi_stage method has"),
-    ("rep+ce", "kd_aggregate", "needs an aggregation unit, which only multi_teacher and multi_stage have"),
-    ("multi_teacher", "modal_kl", "needs the per-modality branches of the fused_to_modal method"),
+@pytest.mark.parametrize("losses, key, message", [
+    ({"rep+ce": [{"name": "ce"}, {"name": "kd_mentor"}]}, "distill.losses.rep+ce[1]",
+     "loss 'kd_mentor' reads mentor_logits, temperature, which stage 'joint' of rep+ce does not produce"),
+    ({"rep+ce": [{"name": "ce"}, {"name": "kd_aggregate"}]}, "distill.losses.rep+ce[1]",
+     "loss 'kd_aggregate' reads aggregate_log_weights, aggregate_logits, temperature"),
+    ({"multi_teacher": [{"name": "ce"}, {"name": "modal_kl"}]}, "distill.losses.multi_teacher[1]",
+     "loss 'modal_kl' reads student_audio, student_visual"),
+    ({"rep": [{"name": "ce"}]}, "distill.losses.rep[0]", "loss 'ce' reads logits, targets, which stage 'rep stage 1'"),
+    ({"rep": [{"name": "rep_l1"}], "mine": [{"name": "ce"}]}, "distill.losses.mine",
+     "no distillation method of that name (known: fused_to_modal, multi_stage, multi_teacher, rep, rep+ce)"),
 ])
-def test_a_term_the_mode_lacks_is_a_one_line_error(mode, term, message):
-    cfg = parse_sweep({"name": "x"})
-    with pytest.raises(ConfigError, match=message) as err:
-        methods.build_guides(cfg, mode, [LossTerm("ce"), LossTerm(term)], {"teacher": guide()},
-                             {"teacher": torch.zeros(2, 12)}, f"distill.losses.{mode}")
-    assert str(err.value).startswith(f"distill.losses.{mode}: loss '{term}'") and "\n" not in str(err.value)
+def test_a_term_the_method_cannot_feed_fails_when_the_sweep_file_is_loaded(losses, key, message):
+    cfg = parse_sweep({"name": "x", "distill": {"losses": losses}, "grid": {"losses": [list(losses)[0]]}})
+    with pytest.raises(ConfigError) as err:
+        methods.check(cfg, "sweeps/x.yaml")
+    assert str(err.value).startswith(f"sweeps/x.yaml: {key}") and message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_mentor_losses_are_checked_at_load_time_too():
+    data = {"name": "x", "grid": {"ks": [0.2], "losses": ["multi_stage"]},
+            "distill": {"methods": {"multi_stage": {"mentor_losses": [{"name": "ce"}, {"name": "kd_mentor"}]}}}}
+    with pytest.raises(ConfigError, match=r"^sweeps/x.yaml: distill.methods.multi_stage.mentor_losses\[1\]: loss "
+                                          r"'kd_mentor' reads mentor_logits, which stage 'joint' of multi_stage \(its mentor\)"):
+        methods.check(parse_sweep(data), "sweeps/x.yaml")
+    data["distill"]["methods"]["multi_stage"]["mentor_losses"][1]["name"] = "kd_techer"
+    with pytest.raises(ConfigError, match=r"mentor_losses\[1\].name: unknown loss 'kd_techer'"):
+        methods.check(parse_sweep(data), "sweeps/x.yaml")
+
+
+def test_every_shipped_sweep_file_passes_the_checks(repo_root):
+    for path in sorted((repo_root / "sweeps").glob("*.yaml")):
+        methods.check(load_sweep(path), str(path))
 
 
 def test_single_modality_teacher_zeroes_the_other_modality():
@@ -343,7 +397,7 @@ def test_mixed_exits_per_row():
      "distill.methods.multi_teacher.teachers[0].modality", "not one of"),
     ({"distill": {"methods": {"multi_teacher": {"share_encoder_with": "visual@0.5"}}}},
      "distill.methods.multi_teacher.share_encoder_with", "not 'teacher' or an extra teacher (audio, visual)"),
-    ({"distill": {"temperature": 0}}, "distill.temperature", "> 0"),
+    ({"distill": {"methods": {"multi_stage": {"temperature": 0}}}}, "distill.methods.multi_stage.temperature", "> 0"),
     ({"model": {"layers": 1, "early_exit": {"enabled": True}}}, "model.early_exit.enabled", "layers >= 2"),
     ({"model": {"early_exit": {"thresholds": [0.9, 1.5]}}}, "model.early_exit.thresholds[1]", "outside [0, 1]"),
 ])
@@ -355,30 +409,59 @@ def test_bad_method_config_names_the_key(data, key, text):
 
 
 def test_rep_and_rep_ce_keep_their_trial_identity():
-    """Adding the methods' config must not change the hash of a paper trial (finished runs stay finished)."""
+    """The methods' config must not change the hash of a paper trial (finished runs stay finished)."""
     cfg = parse_sweep({"name": "x"})
     distill = cfg.to_dict()["distill"]
     for mode in ("rep", "rep+ce"):
         old = {**{k: v for k, v in distill.items() if k not in ("losses", "temperature", "methods")},
                "loss_terms": distill["losses"][mode]}
-        assert methods.student_distill_config(cfg, mode) == old
-    ms = methods.student_distill_config(cfg, "mentor")
-    assert ms["loss_terms"][2]["name"] == "kd_teacher" and ms["temperature"] == 2.0
+        assert methods.get(mode).distill_identity(cfg) == old
+    ms = methods.get("multi_stage").distill_identity(cfg, "mentor")
+    assert ms["loss_terms"][1]["name"] == "kd_teacher" and ms["method"]["temperature"] == 2.0
+
+
+# Computed by the pre-refactor code (commit 8f542fc, driver.plan_trials) for sweeps/tiny.yaml and a
+# dataset fingerprint "fp": the refactor must give every trial the same identity.
+TINY_HASHES = {"teacher-s0": "3cd5e050b70c5101", "blind-s0": "68dfa4f4fb25cbed",
+               "student-k0.2-rep-s0": "308d4bb66c2b6a68", "student-k0.2-rep+ce-s0": "dce7dd37d0bc9070",
+               "student-k0.6-rep-s0": "d98a65c739069abe", "student-k0.6-rep+ce-s0": "7916e50a50bd63b8"}
+
+
+def test_trial_hashes_are_those_of_the_pre_refactor_code(repo_root):
+    cfg = load_sweep(repo_root / "sweeps" / "tiny.yaml")
+    first, middle, students = plan_trials(cfg, "fp")
+    assert {s.name: s.config_hash for s in first + middle + students} == TINY_HASHES
+    # Execution settings of extraction are not part of a result's identity.
+    for key, value in (("device", "cpu"), ("workers", 7), ("batch_frames", 3), ("batch_audio", 5), ("cache_dir", "/x")):
+        other = load_sweep(repo_root / "sweeps" / "tiny.yaml")
+        setattr(other.features, key, value)
+        assert trial_identity(other, students[0], "fp") == TINY_HASHES[students[0].name], key
+    other.training.lr = 0.001
+    assert trial_identity(other, students[0], "fp") != TINY_HASHES[students[0].name]
+
+
+def test_trial_spec_round_trips_through_a_plain_dict():
+    cfg = parse_sweep({"name": "x", "grid": {"ks": [0.2], "losses": ["multi_teacher", "multi_stage"]}})
+    first, middle, students = plan_trials(cfg, "fp")
+    for spec in first + middle + students:
+        assert TrialSpec.from_dict(spec.to_dict()) == spec
+        assert spec.to_dict() == json.loads(json.dumps(spec.to_dict()))
 
 
 def test_guide_trials_and_student_guides():
     cfg = parse_sweep({"name": "x", "grid": {"ks": [0.2], "losses": ["rep+ce", "multi_teacher", "multi_stage"]},
-                       "distill": {"losses": {"rep+ce": [{"name": "ce"}], "multi_teacher": [{"name": "ce"}],
-                                              "multi_stage": [{"name": "ce"}]},
-                                   "methods": {"multi_teacher": {"teachers": [{"modality": "audio"},
+                       "distill": {"methods": {"multi_teacher": {"teachers": [{"modality": "audio"},
                                                                               {"modality": "av", "k": 0.6}]}}}})
-    teachers, mentors = methods.guide_trials(cfg, {"base": 1}, 0, "t-hash", config_hash)
-    assert [(s["guide"], s["modality"], s["k"]) for s in teachers] == [("audio", "audio", 1.0), ("av@0.6", "av", 0.6)]
-    assert [(s["guide"], s["k"], s["teacher_hash"], s["role"]) for s in mentors] == [("mentor", 0.9, "t-hash", "guide")]
-    assert len({s["config_hash"] for s in teachers + mentors}) == 3
-    assert methods.feature_ks(cfg) == {1.0, 0.6, 0.9}
-    guides = methods.student_guides(cfg, "multi_teacher", teachers + mentors)
-    assert guides == {"audio": {"hash": teachers[0]["config_hash"], "k": 1.0},
-                      "av@0.6": {"hash": teachers[1]["config_hash"], "k": 0.6}}
-    assert methods.student_guides(cfg, "rep+ce", teachers + mentors) == {}
-    assert list(methods.student_guides(cfg, "multi_stage", teachers + mentors)) == ["mentor"]
+    first, middle, students = plan_trials(cfg, "fp")
+    teacher = first[0]
+    extra = [s for s in first if s.role == "guide"]
+    assert [(s.guide, s.modality, s.k, s.teacher) for s in extra] == [("audio", "audio", 1.0, None), ("av@0.6", "av", 0.6, None)]
+    assert [(s.guide, s.k, s.teacher, s.method, s.name) for s in middle] == [
+        ("mentor", 0.9, teacher.config_hash, "multi_stage", "guide-mentor-k0.9-s0")]
+    assert len({s.config_hash for s in first + middle + students}) == len(first + middle + students)
+    by_method = {s.method: s for s in students}
+    assert [(g.name, g.hash, g.k) for g in by_method["multi_teacher"].guides] == [
+        ("audio", extra[0].config_hash, 1.0), ("av@0.6", extra[1].config_hash, 0.6)]
+    assert by_method["rep+ce"].guides == () and by_method["rep+ce"].needs == {teacher.config_hash}
+    assert by_method["multi_stage"].needs == {teacher.config_hash, middle[0].config_hash}
+    assert {g.k for m in cfg.grid.losses for g in methods.get(m).guide_trials(cfg)} == {1.0, 0.6, 0.9}

@@ -9,7 +9,10 @@ import torch
 from avkd.config import parse_sweep
 from avkd.data.vocab import Vocabulary, tokenize_caption
 from avkd.errors import ConfigError, DataError
-from avkd.training.train import (Split, TrialInputs, _pair_batches, load_checkpoint, run_student, run_teacher)
+from avkd.models.captioner import load_checkpoint
+from avkd.training.data import Split, TrialInputs
+from avkd.training.loop import pair_batches
+from avkd.training.runners import run_student, run_teacher
 
 torch.set_num_threads(1)
 
@@ -162,7 +165,7 @@ def test_tuning_trial_leaves_test_unseen(trained, tmp_path):
 
 def test_pair_batches_cover_every_pair_once():
     lengths = np.random.default_rng(0).integers(3, 20, size=1000)
-    batches = _pair_batches(lengths, 64, np.random.default_rng(1))
+    batches = pair_batches(lengths, 64, np.random.default_rng(1))
     seen = np.sort(np.concatenate([b.numpy() for b in batches]))
     assert np.array_equal(seen, np.arange(1000))
     assert max(len(b) for b in batches) == 64
@@ -171,7 +174,7 @@ def test_pair_batches_cover_every_pair_once():
 def test_bad_inputs_are_clear_errors(trained, tmp_path):
     cfg, teacher_in, student_in, results, _ = trained
     ck = results["teacher"].checkpoint
-    with pytest.raises(ConfigError, match="no entry for student mode 'kd'"):
+    with pytest.raises(ConfigError, match="unknown distillation method 'kd' \\(known: fused_to_modal, multi_stage"):
         run_student(cfg, student_in, "kd", ck, 0, tmp_path, lambda m, s: None)
     shuffled = dict(student_in.features)
     t = shuffled["validate"]

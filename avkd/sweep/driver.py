@@ -26,7 +26,8 @@ from rich.console import Console
 
 from avkd.config import SweepConfig, config_hash, load_sweep
 from avkd.errors import AvkdError
-from avkd.sweep.trial import run_trial, trial_name
+from avkd.sweep.plan import TUNE, SweepContext, TrialSpec, plan_trials
+from avkd.sweep.trial import run_trial
 from trackers import schema
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,57 +37,6 @@ console = Console()
 def _abs(path: str) -> Path:
     p = Path(path)
     return p if p.is_absolute() else (REPO / p)
-
-
-# ---- trial identities ---------------------------------------------------------------------------
-
-def _trial_config_parts(cfg: SweepConfig, dataset_fp: str) -> dict[str, Any]:
-    """What determines a teacher's result. Batch sizes/devices/paths of extraction do not."""
-    d = cfg.to_dict()
-    feats = {k: v for k, v in d["features"].items() if k not in ("device", "workers", "batch_frames", "batch_audio", "cache_dir")}
-    data = {k: v for k, v in d["dataset"].items() if k not in ("root", "synth")}
-    # Early exit off: hashed as before the option existed, so earlier finished trials stay finished.
-    model = {k: v for k, v in d["model"].items() if k != "early_exit" or v["enabled"]}
-    return {"dataset": data, "dataset_fingerprint": dataset_fp, "features": feats, "model": model,
-            "training": d["training"], "decoding": d["decoding"], "evaluation": d["evaluation"]}
-
-
-def plan_trials(cfg: SweepConfig, dataset_fp: str) -> tuple[list[dict], list[dict]]:
-    """-> (teacher-phase specs, student-phase specs). Each spec is a small JSON-able dict.
-
-    Methods add guide trials (avkd.role "guide", avkd/training/methods.py): extra teachers join the
-    teacher phase; a mentor leads the student phase (run_sweep runs it before the students).
-    """
-    from avkd.training import methods  # torch: imported only once a sweep really starts
-
-    base = _trial_config_parts(cfg, dataset_fp)
-    first, second = [], []
-    for seed in cfg.grid.seeds:
-        t_hash = config_hash({**base, "role": "teacher", "seed": seed})
-        first.append({"role": "teacher", "k": 1.0, "loss": "ce", "seed": seed, "config_hash": t_hash})
-        if cfg.grid.blind:
-            first.append({"role": "blind", "k": 1.0, "loss": "ce", "seed": seed,
-                          "config_hash": config_hash({**base, "role": "blind", "seed": seed})})
-        extra_teachers, mentors = methods.guide_trials(cfg, base, seed, t_hash, config_hash)
-        first += extra_teachers
-        second += mentors
-        for k in cfg.grid.ks:
-            for loss in cfg.grid.losses:
-                d = methods.student_distill_config(cfg, loss)
-                identity = {**base, "distill": d, "role": "student", "k": k, "loss": loss, "seed": seed, "teacher": t_hash}
-                spec = {"role": "student", "k": float(k), "loss": loss, "seed": seed, "teacher_hash": t_hash}
-                guides = methods.student_guides(cfg, loss, extra_teachers + mentors)
-                if guides:  # (rep / rep+ce have none: their hash is what it always was)
-                    spec["guides"] = guides
-                    identity["guides"] = {name: g["hash"] for name, g in guides.items()}
-                second.append({**spec, "config_hash": config_hash(identity)})
-    return first, second
-
-
-def _needs(spec: dict) -> set[str]:
-    """Config hashes of the trials a trial learns from (its teacher, its guides)."""
-    needs = {g["hash"] for g in spec.get("guides", {}).values()}
-    return needs | {spec["teacher_hash"]} if "teacher_hash" in spec else needs
 
 
 # ---- the sweep ----------------------------------------------------------------------------------
@@ -145,11 +95,12 @@ def _weights_tag(tables: dict) -> str:
 
 def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
               report_out: str = "reports/out") -> SweepOutcome:
+    from avkd import methods
     from avkd.features.extract import extract_variants
-    from avkd.training import methods
     from trackers import mlflow_tracker as mt
 
     t_start = time.time()
+    methods.check(cfg, sweep_file)  # (cmd_sweep checked already; callers of run_sweep get the same check)
     dataset = _load_dataset(cfg)
     dataset_fp = dataset.fingerprint()
     uri = mt.resolve_tracking_uri(cfg.tracking.uri)
@@ -173,7 +124,8 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
 
         # 3. features (cached; computed once for every k before any trial)
         t0 = time.time()
-        ks = sorted({1.0, *cfg.grid.ks, *methods.feature_ks(cfg)})
+        guide_ks = {g.k for key in cfg.grid.losses for g in methods.get(key).guide_trials(cfg)}
+        ks = sorted({1.0, *cfg.grid.ks, *guide_ks})
         if os.environ.get("RAY_ADDRESS"):
             _ray_init()  # on a cluster, extraction runs as sharded Ray tasks (see features.shards)
         tables = extract_variants(dataset, cfg.features, ks)
@@ -193,34 +145,24 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
             _timing(cfg, uri, exp_id, parent.run_id)
 
         # 5. trials
-        ctx = {
-            "config": cfg.to_dict(), "sweep_file": str(sweep_file), "sweep_name": cfg.name,
-            "tracking_uri": uri, "experiment_id": exp_id, "parent_run_id": parent.run_id,
-            "inputs_file": str(inputs_file), "latents": latents, "trials_dir": str(work / "trials"),
-            "cpus_per_trial": cfg.resources.cpu, "weights": weights, "dataset_fingerprint": dataset_fp,
-            "git_commit": mt.git_commit(), "extraction_errors": errors,
-        }
-        first, second = plan_trials(cfg, dataset_fp)
+        ctx = SweepContext(
+            config=cfg.to_dict(), sweep_file=str(sweep_file), sweep_name=cfg.name,
+            tracking_uri=uri, experiment_id=exp_id, parent_run_id=parent.run_id,
+            inputs_file=str(inputs_file), latents=latents, trials_dir=str(work / "trials"),
+            cpus_per_trial=cfg.resources.cpu, weights=weights, dataset_fingerprint=dataset_fp,
+            git_commit=mt.git_commit(), extraction_errors=errors,
+        )
+        teachers, guides, students = plan_trials(cfg, dataset_fp)
         done = mt.finished_runs_by_hash(uri, exp_id)
         t0 = time.time()
         _ray_init()
         try:
-            _run_phase("teachers", first, ctx, cfg, done, outcome)
-            failed_teachers = {s["config_hash"] for s in first if trial_name(s) in outcome.failed}
-            mentors = [s for s in second if s["role"] == "guide"]
-            for s in [s for s in mentors if _needs(s) & failed_teachers]:
-                outcome.not_run[trial_name(s)] = "its teacher failed"
-            _run_phase("mentors", [s for s in mentors if not _needs(s) & failed_teachers], ctx, cfg, done, outcome)
-            failed_teachers |= {s["config_hash"] for s in mentors
-                                if trial_name(s) in outcome.failed or trial_name(s) in outcome.not_run}
-            runnable = []
-            for s in second:
-                if s["role"] == "guide":
-                    continue
-                if _needs(s) & failed_teachers:
-                    outcome.not_run[trial_name(s)] = "its teacher or a guide (extra teacher, mentor) failed"
-                else:
-                    runnable.append(s)
+            # Each phase runs the trials whose teacher and guides finished in the phases before.
+            _run_phase("teachers", teachers, ctx, cfg, done, outcome)
+            unusable = {s.config_hash for s in teachers if s.name in outcome.failed}
+            _run_phase("mentors", _runnable(guides, unusable, outcome, "its teacher failed"), ctx, cfg, done, outcome)
+            unusable |= {s.config_hash for s in guides if s.name in outcome.failed or s.name in outcome.not_run}
+            runnable = _runnable(students, unusable, outcome, "its teacher or a guide (extra teacher, mentor) failed")
             if cfg.tune is not None:
                 from avkd.sweep.tune import run_tuning
 
@@ -279,11 +221,22 @@ def _ray_shutdown() -> None:
     stop_ray()
 
 
+def _runnable(specs: list[TrialSpec], unusable: set[str], outcome: SweepOutcome, why: str) -> list[TrialSpec]:
+    """The specs that need none of the `unusable` trials; the others are recorded as not run."""
+    runnable = []
+    for s in specs:
+        if s.needs & unusable:
+            outcome.not_run[s.name] = why
+        else:
+            runnable.append(s)
+    return runnable
+
+
 def _ray_trial_name(trial) -> str:
-    return f"{trial_name(trial.config['trial'])}-{trial.trial_id}"
+    return f"{TrialSpec.from_dict(trial.config['trial']).name}-{trial.trial_id}"
 
 
-def _run_phase(phase: str, specs: list[dict], ctx: dict, cfg: SweepConfig, done: dict[str, str],
+def _run_phase(phase: str, specs: list[TrialSpec], ctx: SweepContext, cfg: SweepConfig, done: dict[str, str],
                outcome: SweepOutcome, search: dict | None = None) -> Any:
     """Run `specs` as one Ray Tune experiment (skipping finished hashes). Returns the ResultGrid."""
     from ray import tune
@@ -292,8 +245,8 @@ def _run_phase(phase: str, specs: list[dict], ctx: dict, cfg: SweepConfig, done:
 
     todo = []
     for s in specs:
-        if s["config_hash"] in done and s["role"] != "tune":
-            outcome.skipped.append(trial_name(s))
+        if s.config_hash in done and s.role != TUNE:
+            outcome.skipped.append(s.name)
         else:
             todo.append(s)
     if len(todo) < len(specs):
@@ -303,15 +256,16 @@ def _run_phase(phase: str, specs: list[dict], ctx: dict, cfg: SweepConfig, done:
     console.print(f"[bold]>> {phase}[/]: {len(todo) if search is None else search['num_samples']} trial(s) "
                   f"on Ray ({cfg.resources.cpu:g} CPU, {cfg.resources.gpu:g} GPU each, "
                   f"{cfg.resources.max_concurrent_trials} at a time)")
-    trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
+    # The Ray boundary: specs and context cross it as plain dicts.
+    trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx.to_dict()),
                                     {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu})
     if search is None:
-        param_space = {"trial": tune.grid_search(todo)}
+        param_space = {"trial": tune.grid_search([s.to_dict() for s in todo])}
         tune_config = tune.TuneConfig(max_concurrent_trials=cfg.resources.max_concurrent_trials, reuse_actors=True,
                                       trial_name_creator=_ray_trial_name, trial_dirname_creator=_ray_trial_name)
         total = len(todo)
     else:
-        param_space = {"trial": todo[0], **search["space"]}
+        param_space = {"trial": todo[0].to_dict(), **search["space"]}
         tune_config = tune.TuneConfig(max_concurrent_trials=cfg.resources.max_concurrent_trials,
                                       search_alg=search["search_alg"], scheduler=search.get("scheduler"),
                                       num_samples=search["num_samples"], metric="val_best", mode="max",
@@ -334,13 +288,13 @@ def _run_phase(phase: str, specs: list[dict], ctx: dict, cfg: SweepConfig, done:
     )
     grid = tuner.fit()
     for result in grid:
-        spec = result.config["trial"] if result.config else None
-        if spec is None:
+        if not result.config:
             continue
-        name = trial_name(spec)
+        spec = TrialSpec.from_dict(result.config["trial"])
+        name = spec.name
         if result.error is not None:
             outcome.failed[name] = str(result.error).strip().splitlines()[-1][:500]
-        elif spec["role"] != "tune":
+        elif spec.role != TUNE:
             outcome.finished.append(name)
     return grid
 
@@ -355,15 +309,10 @@ def _print_summary(outcome: SweepOutcome, seconds: float) -> None:
 
 
 def check_loss_names(cfg: SweepConfig, source: str) -> None:
-    """Unknown loss names fail here, before any work, not mid-sweep inside a trial."""
-    from avkd.errors import ConfigError
-    from avkd.training.losses import LOSSES
+    """Unknown methods and loss terms a method cannot feed fail here, before any work, not inside a trial."""
+    from avkd import methods
 
-    for mode in cfg.grid.losses:
-        for i, term in enumerate(cfg.distill.losses[mode]):
-            if term.name not in LOSSES:
-                raise ConfigError(f"{source}: distill.losses.{mode}[{i}].name: unknown loss {term.name!r} "
-                                  f"(known: {', '.join(sorted(LOSSES))})")
+    methods.check(cfg, source)
 
 
 def cmd_sweep(args) -> int:

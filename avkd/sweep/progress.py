@@ -8,7 +8,7 @@ from __future__ import annotations
 from ray.tune import Callback
 from rich.console import Console
 
-from avkd.sweep.trial import trial_name
+from avkd.sweep.plan import TrialSpec
 
 console = Console()
 
@@ -25,9 +25,9 @@ class TrialProgress(Callback):
         score = r.get("test_score", float("nan"))
         test = "" if score != score else f"test SCORE {score:.3f}, "  # tuning trials never see the test split
         took = f" ({r['trial_time_s']:.0f} s)" if "trial_time_s" in r else ""
-        console.print(f"   [green]done[/] {self.n}/{self.total} {trial_name(trial.config['trial'])}: "
+        console.print(f"   [green]done[/] {self.n}/{self.total} {TrialSpec.from_dict(trial.config['trial']).name}: "
                       f"{test}val {r.get('val_best', float('nan')):.3f}{took}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.n += 1
-        console.print(f"   [red]FAILED[/] {self.n}/{self.total} {trial_name(trial.config['trial'])}")
+        console.print(f"   [red]FAILED[/] {self.n}/{self.total} {TrialSpec.from_dict(trial.config['trial']).name}")

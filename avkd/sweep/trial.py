@@ -1,7 +1,7 @@
-"""One trial (teacher, blind baseline, student or tuning trial), as run inside a Ray worker.
+"""One trial (teacher, blind baseline, guide, student or tuning trial), as run inside a Ray worker.
 
-The driver hands every trial the same read-only context (absolute paths: Ray changes the working
-directory of trials) plus the trial's own spec. A trial reads its latent vectors and captions from
+The driver hands every trial the same read-only SweepContext (absolute paths: Ray changes the working
+directory of trials) plus the trial's own TrialSpec, both as plain dicts (avkd/sweep/plan.py). A trial reads its latent vectors and captions from
 files the driver wrote, trains, evaluates, and logs one nested MLflow run. The MLflow run is
 always closed in `finally` (inside RunLogger), so one failed trial cannot break the sweep.
 """
@@ -17,15 +17,8 @@ import numpy as np
 import yaml
 
 from avkd.config import SweepConfig, parse_sweep
+from avkd.sweep.plan import BLIND, GUIDE, TUNE, SweepContext, TrialSpec
 from trackers import schema
-
-
-def trial_name(spec: dict[str, Any]) -> str:
-    if spec["role"] in ("teacher", "blind"):
-        return f"{spec['role']}-s{spec['seed']}"
-    if spec["role"] == "guide":  # a method's extra teacher or mentor (avkd/training/methods.py)
-        return f"guide-{spec['guide']}-k{spec['k']:g}-s{spec['seed']}"
-    return f"{spec['role']}-k{spec['k']:g}-{spec['loss']}-s{spec['seed']}"
 
 
 def apply_overrides(cfg: SweepConfig, overrides: dict[str, Any]) -> SweepConfig:
@@ -47,20 +40,20 @@ def apply_overrides(cfg: SweepConfig, overrides: dict[str, Any]) -> SweepConfig:
     return parse_sweep(d, "tuning overrides")
 
 
-def load_trial_inputs(ctx: dict[str, Any], spec: dict[str, Any]):
+def load_trial_inputs(ctx: SweepContext, spec: TrialSpec):
     """Build TrialInputs from the files the driver wrote (captions JSON + one latent table per k)."""
     import json
 
     from avkd.data.vocab import Vocabulary
     from avkd.features.extract import LatentTable
-    from avkd.training.train import Split, TrialInputs
+    from avkd.training.data import Split, TrialInputs
 
-    meta = json.loads(Path(ctx["inputs_file"]).read_text())
+    meta = json.loads(Path(ctx.inputs_file).read_text())
     vocab = Vocabulary(meta["vocab"])
     splits: dict[str, list[str]] = meta["splits"]  # only videos with features in every variant
 
     def variant(k: float, blind: bool = False) -> dict[str, Split]:
-        table = LatentTable.load(ctx["latents"][f"{k:g}"])
+        table = LatentTable.load(ctx.latents[f"{k:g}"])
         row = {vid: i for i, vid in enumerate(table.video_ids)}
         out = {}
         for split, vids in splits.items():
@@ -71,24 +64,18 @@ def load_trial_inputs(ctx: dict[str, Any], spec: dict[str, Any]):
             out[split] = Split(video_ids=list(vids), audio=audio, visual=visual)
         return out
 
-    teacher = variant(1.0)
-    if spec["role"] in ("teacher", "blind"):
-        features, teacher_features = variant(1.0, blind=spec["role"] == "blind"), None
-    elif spec["role"] == "guide" and "teacher_hash" not in spec:  # an extra teacher, on its own variant
-        features, teacher_features = variant(spec["k"]), None
-    else:
-        features, teacher_features = variant(spec["k"]), teacher
+    # A trial with a teacher is distilled from it (k = 1 features); one without is trained on captions alone.
     return TrialInputs(
         vocab=vocab,
         captions={v: m["tokens"] for v, m in meta["videos"].items()},
         references={v: m["captions"] for v, m in meta["videos"].items()},
-        features=features,
-        teacher_features=teacher_features,
-        guide_features={name: variant(g["k"]) for name, g in spec.get("guides", {}).items()},
+        features=variant(spec.k, blind=spec.role == BLIND),
+        teacher_features=variant(1.0) if spec.teacher is not None else None,
+        guide_features={g.name: variant(g.k) for g in spec.guides},
     )
 
 
-def _fault_armed(spec: dict[str, Any], kind: str) -> bool:
+def _fault_armed(spec: TrialSpec, kind: str) -> bool:
     """Fault injection for the reliability suite: AVKD_FAULT="<kind>:<trial name>[:<attempts>]".
 
     Kinds: `crash` (the trial raises once its MLflow run is open) and `nan` (its training diverges:
@@ -101,7 +88,7 @@ def _fault_armed(spec: dict[str, Any], kind: str) -> bool:
         return False
     fault_kind, _, rest = fault.partition(":")
     name, _, attempts = rest.partition(":")
-    if name != trial_name(spec) or fault_kind != kind:
+    if name != spec.name or fault_kind != kind:
         return False
     if attempts:
         marks = Path(os.environ.get("AVKD_FAULT_DIR", "/tmp")) / f"avkd-fault-{name}"
@@ -112,50 +99,51 @@ def _fault_armed(spec: dict[str, Any], kind: str) -> bool:
     return True
 
 
-def _inject_fault(spec: dict[str, Any], where: str) -> None:
+def _inject_fault(spec: TrialSpec, where: str) -> None:
     if _fault_armed(spec, where):
         raise RuntimeError(f"injected fault ({os.environ['AVKD_FAULT']})")
 
 
 def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
-    """The Ray Tune function trainable. `config["trial"]` is the spec; tuning adds override keys."""
+    """The Ray Tune function trainable. `config["trial"]` is the spec (a dict: the Ray boundary);
+    tuning adds override keys. `ctx` is the SweepContext as a dict."""
     import torch
 
-    from avkd.training.train import run_mentor, run_student, run_teacher
     from trackers.mlflow_tracker import RunLogger
 
-    spec = dict(config["trial"])
+    spec = TrialSpec.from_dict(config["trial"])
+    ctx = SweepContext.from_dict(ctx)
     # Tuning: Optuna's suggestions arrive as top-level keys; a re-run of the best carries them in the spec.
-    overrides = {**spec.get("overrides", {}), **{k: v for k, v in config.items() if k != "trial"}}
-    cfg = apply_overrides(parse_sweep(ctx["config"], ctx["sweep_file"]), overrides)
-    torch.set_num_threads(max(1, int(ctx["cpus_per_trial"])))
+    overrides = {**spec.overrides, **{k: v for k, v in config.items() if k != "trial"}}
+    cfg = apply_overrides(parse_sweep(ctx.config, ctx.sweep_file), overrides)
+    torch.set_num_threads(max(1, int(ctx.cpus_per_trial)))
 
-    out_dir = Path(ctx["trials_dir"]) / spec["config_hash"]
+    out_dir = Path(ctx.trials_dir) / spec.config_hash
     out_dir.mkdir(parents=True, exist_ok=True)
     tags = {
-        schema.ROLE: spec["role"],
-        schema.K: f"{spec['k']:g}",
-        schema.LOSS: spec["loss"],
-        schema.SEED: str(spec["seed"]),
-        schema.CONFIG_HASH: spec["config_hash"],
-        schema.SWEEP: ctx["sweep_name"],
-        schema.WEIGHTS: ctx["weights"],
-        schema.DATASET_FINGERPRINT: ctx["dataset_fingerprint"],
-        schema.GIT_COMMIT: ctx["git_commit"],
-        schema.RUN_NAME: trial_name(spec),
+        schema.ROLE: spec.role,
+        schema.K: f"{spec.k:g}",
+        schema.LOSS: spec.method,
+        schema.SEED: str(spec.seed),
+        schema.CONFIG_HASH: spec.config_hash,
+        schema.SWEEP: ctx.sweep_name,
+        schema.WEIGHTS: ctx.weights,
+        schema.DATASET_FINGERPRINT: ctx.dataset_fingerprint,
+        schema.GIT_COMMIT: ctx.git_commit,
+        schema.RUN_NAME: spec.name,
     }
-    if spec.get("tuned"):
+    if spec.tuned:
         tags[schema.TUNED] = "true"
-    if spec["role"] == "guide":
-        tags[schema.GUIDE] = spec["guide"]
-    reporting_to_tune = spec["role"] == "tune"
+    if spec.role == GUIDE:
+        tags[schema.GUIDE] = spec.guide
+    reporting_to_tune = spec.role == TUNE
     started = time.time()
-    with RunLogger(ctx["tracking_uri"], ctx["experiment_id"], trial_name(spec), tags,
+    with RunLogger(ctx.tracking_uri, ctx.experiment_id, spec.name, tags,
                    params={**cfg.flat(), **{f"tune.{k}": v for k, v in overrides.items()}},
-                   parent_run_id=ctx["parent_run_id"]) as run:
-        resolved = {"trial": spec, "overrides": overrides, "config": cfg.to_dict()}
+                   parent_run_id=ctx.parent_run_id) as run:
+        resolved = {"trial": spec.to_dict(), "overrides": overrides, "config": cfg.to_dict()}
         run.log_text(yaml.safe_dump(resolved, sort_keys=False), schema.ARTIFACT_CONFIG)
-        errors = ctx["extraction_errors"].get(f"{spec['k']:g}", [])
+        errors = ctx.extraction_errors.get(f"{spec.k:g}", [])
         run.log_dict({"errors": errors}, schema.ARTIFACT_EXTRACTION_ERRORS)
         _inject_fault(spec, "crash")
         if _fault_armed(spec, "nan"):  # an infinite step size makes Adam's first update inf/NaN weights
@@ -167,7 +155,7 @@ def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
         def log(metrics: dict[str, float], step: int) -> None:
             nan = sorted(k for k, v in metrics.items() if isinstance(v, float) and math.isnan(v))
             if nan:
-                raise FloatingPointError(f"{trial_name(spec)}: NaN in {', '.join(nan)} at epoch {step}")
+                raise FloatingPointError(f"{spec.name}: NaN in {', '.join(nan)} at epoch {step}")
             run.log_metrics(metrics, step=step)
             if reporting_to_tune and val_key in metrics:
                 # Per-epoch results let ASHA stop bad tuning trials early; Optuna reads val_best.
@@ -177,21 +165,7 @@ def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
                 tune.report({"val_best": best_so_far[0], "epoch": step})
 
         inputs = load_trial_inputs(ctx, spec)
-        if spec["role"] in ("teacher", "blind"):
-            result = run_teacher(cfg, inputs, seed=spec["seed"], out_dir=out_dir, log=log,
-                                 blind=spec["role"] == "blind")
-        elif spec["role"] == "guide" and "teacher_hash" not in spec:  # multi_teacher's extra teacher
-            result = run_teacher(cfg, inputs, seed=spec["seed"], out_dir=out_dir, log=log, modality=spec["modality"])
-        elif spec["role"] == "guide":  # multi_stage's mentor
-            result = run_mentor(cfg, inputs, Path(ctx["trials_dir"]) / spec["teacher_hash"] / "best.pt",
-                                seed=spec["seed"], out_dir=out_dir, log=log)
-        else:
-            teacher_ckpt = Path(ctx["trials_dir"]) / spec["teacher_hash"] / "best.pt"
-            guide_ckpts = {name: Path(ctx["trials_dir"]) / g["hash"] / "best.pt"
-                           for name, g in spec.get("guides", {}).items()}
-            result = run_student(cfg, inputs, mode=spec["loss"], teacher_checkpoint=teacher_ckpt,
-                                 seed=spec["seed"], out_dir=out_dir, log=log,
-                                 evaluate_test=spec["role"] != "tune", guide_checkpoints=guide_ckpts)
+        result = _train(cfg, ctx, spec, inputs, out_dir, log)
         final = {f"val/best_{cfg.training.val_metric}": result.val_best, "trial_time_s": time.time() - started}
         if result.test_metrics:
             final.update({f"{schema.TEST_PREFIX}{k}": v for k, v in result.test_metrics.items()})
@@ -210,3 +184,18 @@ def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
               "test_score": result.test_metrics.get("score", float("nan")) if result.test_metrics else float("nan")}
     tune.report(report)
     return report
+
+
+def _train(cfg: SweepConfig, ctx: SweepContext, spec: TrialSpec, inputs, out_dir: Path, log):
+    """A trial without a teacher is trained on captions alone (teacher, blind, extra teacher); one with a
+    teacher by its method's stages (a student, a tuning trial, or a guide the method trains as a student)."""
+    from avkd.training.runners import run_student, run_teacher
+
+    if spec.teacher is None:
+        return run_teacher(cfg, inputs, seed=spec.seed, out_dir=out_dir, log=log, blind=spec.role == BLIND,
+                           modality=spec.modality)
+    trials = Path(ctx.trials_dir)
+    return run_student(cfg, inputs, spec.method, trials / spec.teacher / "best.pt", seed=spec.seed, out_dir=out_dir,
+                       log=log, evaluate_test=spec.role != TUNE,
+                       guide_checkpoints={g.name: trials / g.hash / "best.pt" for g in spec.guides},
+                       guide=spec.guide)

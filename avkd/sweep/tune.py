@@ -8,10 +8,12 @@ re-trained for every seed as an ordinary student trial (tag avkd.tuned=true) and
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from pathlib import Path
 
 from avkd.config import SweepConfig, config_hash
+from avkd.sweep.plan import TUNE, SweepContext, TrialSpec
 
 
 def _space(cfg: SweepConfig) -> dict:
@@ -27,20 +29,21 @@ def _space(cfg: SweepConfig) -> dict:
     }
 
 
-def run_tuning(cfg: SweepConfig, specs: list[dict], ctx: dict, done: dict, outcome, run_phase, console) -> None:
+def run_tuning(cfg: SweepConfig, specs: list[TrialSpec], ctx: SweepContext, done: dict, outcome, run_phase,
+               console) -> None:
     import optuna
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage_url = f"sqlite:///{Path(ctx['trials_dir']).parent / 'optuna.db'}"
-    cells: dict[tuple[float, str], list[dict]] = defaultdict(list)
+    storage_url = f"sqlite:///{Path(ctx.trials_dir).parent / 'optuna.db'}"
+    cells: dict[tuple[float, str], list[TrialSpec]] = defaultdict(list)
     for s in specs:
-        cells[(s["k"], s["loss"])].append(s)
+        cells[(s.k, s.method)].append(s)
     finals = []
     for (k, loss), cell in sorted(cells.items()):
         base = cell[0]  # tune on the first seed; the best configuration is re-run for every seed
-        study_name = f"{cfg.name}-k{k:g}-{loss}-{config_hash({'spec': base['config_hash'], 'tune': cfg.to_dict()['tune']})}"
+        study_name = f"{cfg.name}-k{k:g}-{loss}-{config_hash({'spec': base.config_hash, 'tune': cfg.to_dict()['tune']})}"
         storage = optuna.storages.RDBStorage(storage_url)
         study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize", load_if_exists=True)
         finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
@@ -50,7 +53,7 @@ def run_tuning(cfg: SweepConfig, specs: list[dict], ctx: dict, done: dict, outco
                                   study_name=study_name, storage=storage)
             scheduler = (ASHAScheduler(time_attr="epoch", max_t=cfg.training.epochs, grace_period=2)
                          if cfg.tune.asha else None)
-            tune_spec = {**base, "role": "tune", "config_hash": f"tune-{study_name}"}
+            tune_spec = dataclasses.replace(base, role=TUNE, config_hash=f"tune-{study_name}")
             run_phase(f"tune k={k:g} {loss}", [tune_spec], ctx, cfg, done, outcome,
                       search={"space": _space(cfg), "search_alg": search, "scheduler": scheduler,
                               "num_samples": remaining})
@@ -60,12 +63,12 @@ def run_tuning(cfg: SweepConfig, specs: list[dict], ctx: dict, done: dict, outco
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if not complete:
             for s in cell:
-                outcome.not_run[f"student-k{k:g}-{loss}-s{s['seed']}"] = "no tuning trial completed"
+                outcome.not_run[s.name] = "no tuning trial completed"
             continue
         best = study.best_trial.params
         console.print(f"   best of k={k:g} {loss}: val {study.best_value:.4f} with "
                       + ", ".join(f"{n}={v:.3g}" if isinstance(v, float) else f"{n}={v}" for n, v in best.items()))
         for s in cell:
-            finals.append({**s, "tuned": True, "overrides": best,
-                           "config_hash": config_hash({"spec": s["config_hash"], "overrides": best})})
+            finals.append(dataclasses.replace(s, tuned=True, overrides=best,
+                                              config_hash=config_hash({"spec": s.config_hash, "overrides": best})))
     run_phase("tuned students", finals, ctx, cfg, done, outcome)

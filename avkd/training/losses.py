@@ -1,19 +1,21 @@
-"""Loss registry (torchdistill-like): a training method is a weighted list of named terms.
+"""Loss registry (torchdistill-like): a training stage is a weighted list of named terms.
 
-Each loss takes a dict of named tensors that the training step fills in:
-    logits (B, T, V), targets (B, T)               when the decoder runs
-    student_mapped (N, D), teacher_latent (N, D)   when a distillation MLP runs
+Each term reads named tensors that the training step fills in, and declares which (`Loss.inputs`),
+so a term a method cannot feed is a ConfigError when the sweep file is loaded (avkd.methods.check):
+    logits (B, T, V), targets (B, T)               when the decoder trains
     exit_logits (E, B, T, V)                       early-exit heads (model.early_exit)
+    student_mapped (N, D), teacher_latent (N, D)   a student's mapper output and the teacher's latent
     student_audio, student_visual (N, D)           fused_to_modal's per-modality branches
-    temperature ()                                 distill.temperature, for the KL terms
+    temperature ()                                 the method's softmax temperature
     teacher_logits, mentor_logits (B, T, V)        frozen guides' next-word logits on the same captions
-    aggregate_logits (G, B, T, V), aggregate_latents (G, N, D), aggregate_log_weights (G,)
-                                                   the guides an aggregation unit combines (normalised weights)
-(avkd/training/methods.py fills in the guide tensors.) A new loss is a new entry in LOSSES (and a
-name in the sweep's `distill.losses`), not a new loop.
+    aggregate_logits (G, B, T, V), aggregate_log_weights (G,) or (G, B)
+                                                   the guides an aggregation unit combines (normalised
+                                                   weights: one set, or one per caption pair)
+A new loss is a new entry in LOSSES (and a name in a sweep's loss list), not a new loop.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -50,16 +52,22 @@ def exit_ce(out: Outputs) -> torch.Tensor:
 # ---- fused_to_modal: the teacher's fused latent supervises each student branch before fusion -------
 
 def _latent_kl(student: torch.Tensor, teacher: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """T^2 * KL(softmax(teacher / T) || softmax(student / T)) over the latent's dimensions, mean over videos."""
+    """KL(softmax(teacher / T) || softmax(student / T)) over the latent's dimensions, mean over videos."""
     return F.kl_div(F.log_softmax(student / t, dim=-1), F.log_softmax(teacher / t, dim=-1),
-                    reduction="batchmean", log_target=True) * t * t
+                    reduction="batchmean", log_target=True)
 
 
 def modal_kl(out: Outputs) -> torch.Tensor:
-    """Temperature-scaled KL from the teacher's fused latent to the audio branch, plus the same for video."""
+    """VQAKD's released loss: KL from the teacher's fused latent to the audio branch plus to the visual one (no T^2)."""
     t = out["temperature"]
     return _latent_kl(out["student_audio"], out["teacher_latent"], t) + \
         _latent_kl(out["student_visual"], out["teacher_latent"], t)
+
+
+def modal_kl_t2(out: Outputs) -> torch.Tensor:
+    """Hinton-style variant of modal_kl, scaled by T^2 (this harness's first version)."""
+    t = out["temperature"]
+    return modal_kl(out) * t * t
 
 
 def modal_l1(out: Outputs) -> torch.Tensor:
@@ -72,33 +80,36 @@ def modal_l1(out: Outputs) -> torch.Tensor:
 
 def _word_kl(student_logits: torch.Tensor, target_logp: torch.Tensor, targets: torch.Tensor,
              t: torch.Tensor) -> torch.Tensor:
-    """T^2 * KL(target || softmax(student / T)) per caption position, mean over the non-<pad> positions."""
+    """KL(target || softmax(student / T)) per caption position, mean over the non-<pad> positions."""
     logp = F.log_softmax(student_logits / t, dim=-1)
     per_position = (target_logp.exp() * (target_logp - logp)).sum(-1)
-    mask = targets != PAD_ID
-    return per_position[mask].mean() * t * t
+    return per_position[targets != PAD_ID].mean()
 
 
 def kd_teacher(out: Outputs) -> torch.Tensor:
-    """Hinton KD on next-word distributions from the (frozen) teacher."""
+    """Hinton KD on next-word distributions from the (frozen) teacher: T^2 * KL (DEEVISum's form)."""
     t = out["temperature"]
-    return _word_kl(out["logits"], F.log_softmax(out["teacher_logits"] / t, dim=-1), out["targets"], t)
+    return _word_kl(out["logits"], F.log_softmax(out["teacher_logits"] / t, dim=-1), out["targets"], t) * t * t
 
 
 def kd_mentor(out: Outputs) -> torch.Tensor:
-    """Hinton KD on next-word distributions from the (frozen) mentor (multi_stage)."""
+    """Hinton KD on next-word distributions from the (frozen) mentor (multi_stage): T^2 * KL."""
     t = out["temperature"]
-    return _word_kl(out["logits"], F.log_softmax(out["mentor_logits"] / t, dim=-1), out["targets"], t)
+    return _word_kl(out["logits"], F.log_softmax(out["mentor_logits"] / t, dim=-1), out["targets"], t) * t * t
 
 
 def _mixture_logp(logits: torch.Tensor, log_weights: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
-    """log sum_g w_g softmax(logits_g / T): (G, B, T, V), (G,) -> (B, T, V)."""
+    """log sum_g w_g softmax(logits_g / T): logits (G, B, T, V), weights (G,) or per pair (G, B) -> (B, T, V)."""
     logp = F.log_softmax(logits / t, dim=-1)
-    return torch.logsumexp(logp + log_weights.view(-1, 1, 1, 1), dim=0)
+    w = log_weights.view(-1, 1, 1, 1) if log_weights.dim() == 1 else log_weights[:, :, None, None]
+    return torch.logsumexp(logp + w, dim=0)
 
 
 def kd_aggregate(out: Outputs) -> torch.Tensor:
-    """KD towards the aggregation unit's mixture of the guides' next-word distributions (weights fixed here)."""
+    """KL from the aggregation unit's mixture of the guides' next-word distributions (weights fixed here).
+
+    No T^2 factor: EMTM's released loss is KL to the ensemble at T = 1 (weight 0.1 in its config).
+    """
     t = out["temperature"]
     target = _mixture_logp(out["aggregate_logits"], out["aggregate_log_weights"].detach(), t)
     return _word_kl(out["logits"], target, out["targets"], t)
@@ -113,21 +124,48 @@ def aggregate_ce(out: Outputs) -> torch.Tensor:
     return F.nll_loss(logp.reshape(-1, logp.size(-1)), out["targets"].reshape(-1), ignore_index=PAD_ID)
 
 
-def rep_aggregate(out: Outputs) -> torch.Tensor:
-    """L1 between MLP(student latent) and the aggregation unit's weighted mean of the guides' latents."""
-    weights = out["aggregate_log_weights"].detach().exp()
-    target = (weights.view(-1, 1, 1) * out["aggregate_latents"]).sum(0)
-    return F.l1_loss(out["student_mapped"], target)
+@dataclass(frozen=True)
+class Loss:
+    fn: Callable[[Outputs], torch.Tensor]
+    inputs: frozenset[str]  # the named tensors it reads
+
+    def __call__(self, out: Outputs) -> torch.Tensor:
+        return self.fn(out)
 
 
-LOSSES: dict[str, Callable[[Outputs], torch.Tensor]] = {
-    "ce": ce, "rep_l1": rep_l1, "rep_mse": rep_mse, "exit_ce": exit_ce,
-    "modal_kl": modal_kl, "modal_l1": modal_l1,
-    "kd_teacher": kd_teacher, "kd_mentor": kd_mentor,
-    "kd_aggregate": kd_aggregate, "aggregate_ce": aggregate_ce, "rep_aggregate": rep_aggregate,
+def _loss(fn: Callable[[Outputs], torch.Tensor], *inputs: str) -> Loss:
+    return Loss(fn, frozenset(inputs))
+
+
+CAPTION = ("logits", "targets")
+LOSSES: dict[str, Loss] = {
+    "ce": _loss(ce, *CAPTION),
+    "rep_l1": _loss(rep_l1, "student_mapped", "teacher_latent"),
+    "rep_mse": _loss(rep_mse, "student_mapped", "teacher_latent"),
+    "exit_ce": _loss(exit_ce, "exit_logits", "targets"),
+    "modal_kl": _loss(modal_kl, "student_audio", "student_visual", "teacher_latent", "temperature"),
+    "modal_kl_t2": _loss(modal_kl_t2, "student_audio", "student_visual", "teacher_latent", "temperature"),
+    "modal_l1": _loss(modal_l1, "student_audio", "student_visual", "teacher_latent"),
+    "kd_teacher": _loss(kd_teacher, *CAPTION, "teacher_logits", "temperature"),
+    "kd_mentor": _loss(kd_mentor, *CAPTION, "mentor_logits", "temperature"),
+    "kd_aggregate": _loss(kd_aggregate, *CAPTION, "aggregate_logits", "aggregate_log_weights", "temperature"),
+    "aggregate_ce": _loss(aggregate_ce, "targets", "aggregate_logits", "aggregate_log_weights"),
 }
 
 Objective = Callable[[Outputs], tuple[torch.Tensor, dict[str, float]]]
+
+
+def check_terms(terms: list[LossTerm], available: set[str], where: str, why: str = "") -> None:
+    """Every term known and fed: a ConfigError naming `where`[i] and what is missing otherwise."""
+    if not terms:
+        raise ConfigError(f"{where}: needs at least one loss term")
+    for i, term in enumerate(terms):
+        if term.name not in LOSSES:
+            raise ConfigError(f"{where}[{i}].name: unknown loss {term.name!r} (known: {', '.join(sorted(LOSSES))})")
+        missing = sorted(LOSSES[term.name].inputs - available)
+        if missing:
+            raise ConfigError(f"{where}[{i}]: loss {term.name!r} reads {', '.join(missing)}, which {why or 'this stage'} "
+                              f"does not produce (it has: {', '.join(sorted(available))})")
 
 
 def build_objective(terms: list[LossTerm], where: str = "distill.losses") -> Objective:
@@ -137,7 +175,7 @@ def build_objective(terms: list[LossTerm], where: str = "distill.losses") -> Obj
     for i, term in enumerate(terms):
         if term.name not in LOSSES:
             raise ConfigError(f"{where}[{i}].name: unknown loss {term.name!r} (known: {', '.join(LOSSES)})")
-    pairs = [(t.name, float(t.weight), LOSSES[t.name]) for t in terms]
+    pairs = [(t.name, float(t.weight), LOSSES[t.name].fn) for t in terms]
 
     def objective(out: Outputs) -> tuple[torch.Tensor, dict[str, float]]:
         total, parts = None, {}

@@ -214,9 +214,9 @@ def test_extractor_checkpoint_loader_refuses_pickled_objects(tmp_path):
 
 def test_caption_model_checkpoint_loader_refuses_pickled_objects(tmp_path):
     """Injected: a trial checkpoint (format avkd-captioner-1) with a pickled object calling
-    open(marker, 'w'). Holds: avkd.training.train.load_checkpoint raises DataError naming the file;
+    open(marker, 'w'). Holds: avkd.models.captioner.load_checkpoint raises DataError naming the file;
     the marker is not created."""
-    load_checkpoint = _loader("avkd/training/train.py", "avkd.training.train")
+    load_checkpoint = _loader("avkd/models/captioner.py", "avkd.models.captioner")
 
     marker = tmp_path / "marker"
     path = _evil_checkpoint(tmp_path / "model.pt", marker, {"format": "avkd-captioner-1"})

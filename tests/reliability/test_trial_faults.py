@@ -15,12 +15,14 @@ import torch
 
 from avkd.config import parse_sweep
 from avkd.data.vocab import Vocabulary, tokenize_caption
+from avkd.sweep.plan import TrialSpec
 from avkd.sweep.trial import _fault_armed, _inject_fault
-from avkd.training.train import Split, TrialInputs, run_teacher
+from avkd.training.data import Split, TrialInputs
+from avkd.training.runners import run_teacher
 
 from . import sweep_helpers as H
 
-STUDENT = {"role": "student", "k": 0.2, "loss": "rep", "seed": 0}
+STUDENT = TrialSpec("student", 0.2, "rep", 0, teacher="t")
 
 
 # ---- unit level (fast) ------------------------------------------------------------------------------
@@ -36,8 +38,8 @@ def test_fault_hook_counts_attempts_and_matches_kind_and_name(tmp_path, monkeypa
             _inject_fault(STUDENT, "crash")
     _inject_fault(STUDENT, "crash")  # third attempt: no fault
     assert (tmp_path / "avkd-fault-student-k0.2-rep-s0").read_text() == "2"
-    _inject_fault({**STUDENT, "loss": "rep+ce"}, "crash")
-    assert not _fault_armed({"role": "teacher", "k": 1.0, "loss": "ce", "seed": 0}, "crash")
+    _inject_fault(TrialSpec("student", 0.2, "rep+ce", 0, teacher="t"), "crash")
+    assert not _fault_armed(TrialSpec("teacher", 1.0, "ce", 0), "crash")
 
     monkeypatch.setenv("AVKD_FAULT", "nan:student-k0.2-rep-s0")
     assert not _fault_armed(STUDENT, "crash")
