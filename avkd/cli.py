@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--videos", type=int, default=None, help="number of test videos (default: from the sweep)")
     b.add_argument("--json", default=None, help="write the results to this JSON file")
     b.add_argument("--no-mlflow", action="store_true", help="do not log a timing run to MLflow")
-    b.set_defaults(handler=_handler("avkd.features.bench:cmd_bench"))
+    b.set_defaults(handler=_handler("avkd.sweep.timing:cmd_bench"))
 
     e = sub.add_parser("evaluate", help="score predicted captions against MSR-VTT-format references")
     e.add_argument("--refs", required=True, help="annotation JSON (MSR-VTT format)")

@@ -39,7 +39,7 @@ def test_cmd_bench_writes_json(cfg, tmp_path):
     sweep = tmp_path / "bench.yaml"
     sweep.write_text(yaml.safe_dump(cfg.to_dict()))
     out = tmp_path / "t.json"
-    assert cmd_bench(Namespace(sweep=str(sweep), videos=1, json=str(out), no_mlflow=True)) == 0
+    assert cmd_bench(Namespace(sweep=str(sweep), videos=1, json=str(out), no_mlflow=True))["videos"] == 1
     data = json.loads(out.read_text())
     assert data["videos"] == 1 and len(data["variants"]) == 3
     assert not (tmp_path / "mlflow.db").exists()

@@ -3,7 +3,6 @@ loop; and the structure rules the refactor set (no method names outside avkd/met
 the core does not import trackers/reports except trackers.schema)."""
 from __future__ import annotations
 
-import ast
 import importlib
 import re
 import sys
@@ -77,85 +76,7 @@ def test_a_toy_method_is_one_new_module_run_through_a_trial(tmp_path, monkeypatc
 
 # ---- structure --------------------------------------------------------------------------------------
 
-def _modules() -> dict[str, Path]:
-    out = {}
-    for top in ("avkd", "trackers", "reports"):
-        for path in (REPO / top).rglob("*.py"):
-            parts = path.relative_to(REPO).with_suffix("").parts
-            out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
-    return out
-
-
-def import_graph() -> dict[str, set[str]]:
-    """module -> project modules it imports (anywhere in the file, also inside functions)."""
-    modules = _modules()
-    graph = {}
-    for name, path in modules.items():
-        deps = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                # `from a import b` depends on the module a.b when there is one, else on a
-                targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
-                           for a in node.names]
-            else:
-                continue
-            deps |= {t for t in targets if t in modules and t != name}
-        graph[name] = deps
-    return graph
-
-
-def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components with more than one module (Tarjan)."""
-    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
-
-    def visit(v):
-        index[v] = low[v] = counter[0]
-        counter[0] += 1
-        stack.append(v)
-        on.add(v)
-        for w in graph[v]:
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            comp = []
-            while True:
-                w = stack.pop()
-                on.discard(w)
-                comp.append(w)
-                if w == v:
-                    break
-            if len(comp) > 1:
-                out.append(sorted(comp))
-
-    for v in sorted(graph):
-        if v not in index:
-            visit(v)
-    return out
-
-
-def test_no_import_circles_in_avkd():
-    """Every import counts, also the ones inside functions (a lazy import is still a dependency).
-    (reports/ is another engineer's: its own circle is fixed there; this checks avkd/ and trackers/.)"""
-    graph = import_graph()
-    ours = [c for c in cycles(graph) if not all(m.startswith("reports") for m in c)]
-    assert ours == []
-
-
-# Known and not this branch's to change: the `python -m avkd bench` command logs its timing run itself.
-KNOWN_CORE_TRACKER_IMPORTS = {"avkd.features.bench": ["trackers.mlflow_tracker"]}
-
-
-def test_core_does_not_import_trackers_or_reports():
-    core = ("avkd.data", "avkd.features", "avkd.models", "avkd.training", "avkd.evaluation", "avkd.methods")
-    bad = {m: sorted(d for d in deps if (d.startswith("trackers") and d != "trackers.schema") or d.startswith("reports"))
-           for m, deps in import_graph().items() if m.startswith(core)}
-    assert {m: d for m, d in bad.items() if d} == KNOWN_CORE_TRACKER_IMPORTS
-
+# (import circles and layering: tests/test_import_graph.py)
 
 def test_no_method_is_named_outside_the_methods_package():
     """`grep -rn 'mode == "' avkd/` finds nothing outside avkd/methods (nor any method key comparison)."""

@@ -32,7 +32,6 @@ from pycocoevalcap.rouge.rouge import Rouge
 
 from avkd.errors import AvkdError, DataError
 from avkd.evaluation import score as S
-from avkd.evaluation.score import final_score  # noqa: F401  # moved: use avkd.evaluation.score
 from trackers.schema import SCORE, TEST_METRICS
 
 METRICS = TEST_METRICS  # the names a CaptionScorer reports, without "test/"

@@ -149,8 +149,8 @@ def print_table(result: dict) -> None:
         console.print(f"[red]not timed[/] {f['video_id']} ({f['path']}): {f['reason']}")
 
 
-def cmd_bench(args) -> int:
-    """`python -m avkd bench --sweep X.yaml [--videos N] [--json F] [--no-mlflow]`."""
+def cmd_bench(args) -> dict:
+    """Table II timing: run, print, write --json. Returns the result (avkd.sweep.timing logs it to MLflow)."""
     cfg = load_sweep(args.sweep)
     result = run_benchmark(cfg, args.videos)
     print_table(result)
@@ -158,12 +158,7 @@ def cmd_bench(args) -> int:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2))
-    if not args.no_mlflow:
-        from trackers.mlflow_tracker import log_timing_run
-
-        run_id = log_timing_run(cfg, result)
-        console.print(f"timing run logged to MLflow: {run_id}")
-    return 0
+    return result
 
 
 # ---- is decoding hidden behind the model? ---------------------------------------------------------
@@ -274,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
                 Path(args.json).write_text(json.dumps(r, indent=2))
             return 0
         if not args.throughput:
-            return cmd_bench(args)
+            cmd_bench(args)  # (no MLflow here: `python -m avkd bench` logs the timing run)
+            return 0
         cfg = load_sweep(args.sweep)
         torch.set_num_threads(cfg.grid.timing.threads)
         r = measure_throughput(cfg, args.videos)

@@ -84,13 +84,14 @@ def _write_trial_inputs(cfg: SweepConfig, dataset, tables: dict, work: Path) -> 
     return inputs, latents
 
 
-def _weights_tag(tables: dict) -> str:
-    """avkd.weights (schema.weights_tags); run_sweep warns loudly on "random", this on "mixed"."""
+def _weights_tags(tables: dict) -> dict[str, str]:
+    """avkd.weights + avkd.weights_detail (schema.weights_tags), with one loud line unless all are pretrained."""
     tags = schema.weights_tags(next(iter(tables.values())).weights)
-    if tags[schema.WEIGHTS] == "mixed":
-        console.print(f"[bold red]!! MIXED backbone weights[/] ({tags[schema.WEIGHTS_DETAIL]}): "
-                      "numbers are not comparable to the paper.")
-    return tags[schema.WEIGHTS]
+    if tags[schema.WEIGHTS] != "pretrained":
+        console.print(f"[bold red]!! {tags[schema.WEIGHTS].upper()} backbone weights[/] ({tags[schema.WEIGHTS_DETAIL]}): "
+                      f"no pretrained checkpoint for every backbone; runs are tagged {schema.WEIGHTS}="
+                      f"{tags[schema.WEIGHTS]} and their numbers are not comparable to the paper.")
+    return tags
 
 
 def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
@@ -118,9 +119,9 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
                           params=cfg.flat())
     outcome = SweepOutcome()
     with parent:
-        parent.log_text(Path(sweep_file).read_text(), "sweep.yaml")
+        parent.log_text(Path(sweep_file).read_text(), schema.ARTIFACT_SWEEP_FILE)
         parent.log_dict(cfg.to_dict(), schema.ARTIFACT_CONFIG)
-        parent.log_dict({"issues": [i.__dict__ for i in dataset.issues]}, "dataset_issues.json")
+        parent.log_dict({"issues": [i.__dict__ for i in dataset.issues]}, schema.ARTIFACT_DATASET_ISSUES)
 
         # 3. features (cached; computed once for every k before any trial)
         t0 = time.time()
@@ -132,11 +133,9 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
         errors = {f"{k:g}": t.errors for k, t in tables.items()}
         parent.log_dict({"errors": errors, "no_audio": {f"{k:g}": t.no_audio for k, t in tables.items()}},
                         schema.ARTIFACT_EXTRACTION_ERRORS)
-        weights = _weights_tag(tables)
-        parent.set_tags({schema.WEIGHTS: weights})
-        if weights == "random":
-            console.print("[bold red]!! RANDOM backbone weights[/]: no pretrained Inception-v3 / Cnn14 checkpoint was found; "
-                          "runs are tagged avkd.weights=random and their numbers are not comparable to the paper.")
+        weight_tags = _weights_tags(tables)
+        parent.set_tags(weight_tags)
+        weights = weight_tags[schema.WEIGHTS]
         parent.log_metrics({"time/features_s": time.time() - t0})
         inputs_file, latents = _write_trial_inputs(cfg, dataset, tables, work)
 
@@ -149,7 +148,7 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
             config=cfg.to_dict(), sweep_file=str(sweep_file), sweep_name=cfg.name,
             tracking_uri=uri, experiment_id=exp_id, parent_run_id=parent.run_id,
             inputs_file=str(inputs_file), latents=latents, trials_dir=str(work / "trials"),
-            cpus_per_trial=cfg.resources.cpu, weights=weights, dataset_fingerprint=dataset_fp,
+            cpus_per_trial=cfg.resources.cpu, weights=weights, weights_detail=weight_tags[schema.WEIGHTS_DETAIL], dataset_fingerprint=dataset_fp,
             git_commit=mt.git_commit(), extraction_errors=errors,
         )
         teachers, guides, students = plan_trials(cfg, dataset_fp)
@@ -177,7 +176,7 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
             console.print(f"[yellow]>> {len(orphans)} trial run(s) whose worker died were marked KILLED[/]")
         parent.log_metrics({"time/trials_s": time.time() - t0, "trials/finished": len(outcome.finished),
                             "trials/skipped": len(outcome.skipped), "trials/failed": len(outcome.failed)})
-        parent.log_dict(outcome.__dict__, "outcome.json")
+        parent.log_dict(outcome.__dict__, schema.ARTIFACT_OUTCOME)
 
         # 6. tables and report
         if build_report:

@@ -76,6 +76,7 @@ class SweepContext:
     dataset_fingerprint: str
     git_commit: str
     extraction_errors: dict[str, list]
+    weights_detail: str = ""  # schema.WEIGHTS_DETAIL, e.g. "inception=random,cnn14=random"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -128,6 +128,7 @@ def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
         schema.CONFIG_HASH: spec.config_hash,
         schema.SWEEP: ctx.sweep_name,
         schema.WEIGHTS: ctx.weights,
+        schema.WEIGHTS_DETAIL: ctx.weights_detail,
         schema.DATASET_FINGERPRINT: ctx.dataset_fingerprint,
         schema.GIT_COMMIT: ctx.git_commit,
         schema.RUN_NAME: spec.name,

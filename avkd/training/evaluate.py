@@ -13,6 +13,7 @@ import torch
 from avkd.config import SweepConfig
 from avkd.data.vocab import Vocabulary
 from avkd.evaluation import metrics as M
+from avkd.evaluation import score as S
 from avkd.models.captioner import Captioner, save_checkpoint
 from avkd.models.decode import decode
 from avkd.models.decoder import CaptionDecoder
@@ -47,7 +48,7 @@ def finish(model: Captioner, data: TrialData, inputs: TrialInputs, cfg: SweepCon
     scorer = scorer or M.default_scorer(cfg.evaluation.spice_jars)
     refs = references(test, inputs.references, "test")
     metrics, per_video = scorer.score(refs, preds)
-    score, averaged = M.final_score(metrics)
+    score, averaged = S.final_score(metrics)
     metrics["score"] = score
     captions_path = out_dir / schema.ARTIFACT_CAPTIONS
     per_video_path = out_dir / schema.ARTIFACT_PER_VIDEO
@@ -82,7 +83,7 @@ def early_exit_metrics(decoder: CaptionDecoder, latents: torch.Tensor, video_ids
             counts = list(decoder.exit_counts)
         preds = {v: " ".join(vocab.decode(t)) for v, t in zip(video_ids, ids)}
         metrics, _ = scorer.score(refs, preds)
-        metrics["score"] = M.final_score(metrics)[0]
+        metrics["score"] = S.final_score(metrics)[0]
         out.update({ee_key(threshold, name): value for name, value in metrics.items()})
         steps = max(1, sum(counts))
         out[ee_key(threshold, "decode_s_per_video")] = seconds / len(video_ids)

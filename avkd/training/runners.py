@@ -31,10 +31,9 @@ from avkd.training.stage import DECODER, Stage
 
 
 def _device(cfg: SweepConfig) -> torch.device:
-    want = cfg.features.device
-    if want == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(want)
+    from avkd.runtime import pick_device  # the one device choice (checks that CUDA is really there)
+
+    return pick_device(cfg.features.device)
 
 
 def _new_decoder(cfg: SweepConfig, latent_dim: int, vocab_size: int) -> CaptionDecoder:
