@@ -10,7 +10,6 @@ retry can fix are not retried, and a cache entry whose write hit a full disk is 
 """
 from __future__ import annotations
 
-import os
 import socket
 import sqlite3
 import subprocess
@@ -36,7 +35,7 @@ class Tmpfs:
         self.path = path
         path.mkdir(parents=True, exist_ok=True)
         proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here (needs root / CAP_SYS_ADMIN): {proc.stderr.strip()}")
 
@@ -54,7 +53,7 @@ class Tmpfs:
         subprocess.run(["mount", "-o", "remount,ro", str(self.path)], check=True)
 
     def unmount(self) -> None:
-        subprocess.run(["umount", "-l", str(self.path)], capture_output=True)
+        subprocess.run(["umount", "-l", str(self.path)], capture_output=True, check=False)
 
 
 @pytest.fixture
@@ -92,7 +91,7 @@ def run_cli_sweep(tmp: Path, corpus: Path, uri: str, **paths: Path) -> tuple[int
     ray_tmp = H.ray_tmpdir()
     t0 = time.time()
     proc = subprocess.run([PYTHON, "-m", "avkd", "sweep", str(sweep), "--report-out", str(tmp / "reports")],
-                          cwd=REPO, env=H.sweep_env(ray_tmp), capture_output=True, text=True, timeout=300)
+                          cwd=REPO, env=H.sweep_env(ray_tmp), capture_output=True, text=True, timeout=300, check=False)
     seconds = time.time() - t0
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     print(f"exit {proc.returncode} after {seconds:.1f} s; stderr: {lines}")
