@@ -24,3 +24,9 @@ class MediaError(AvkdError):
 
 class WeightsError(AvkdError):
     """Pretrained weights were required but are missing or unreadable."""
+
+
+class StorageError(AvkdError):
+    """A folder or tracking store cannot hold the sweep's output (read-only, full, locked, corrupt, unreachable).
+
+    The message names the path (or URI) and the real cause; these are never retried."""

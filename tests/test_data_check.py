@@ -89,3 +89,28 @@ def test_unusable_annotations_exit_2(corpus, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "train_val_videodatainfo.json: malformed JSON" in err and "\n" not in err
     assert main(["data", "check", str(tmp_path / "nowhere")]) == 2
+
+
+def test_counts_captions_that_needed_normalization_and_split_conflicts(corpus, tmp_path, capsys):
+    """Typographic apostrophes, ligatures, full-width and decomposed accents count; plain
+    lower-casing and non-ASCII letters that need nothing (garçon, Cyrillic) do not."""
+    root = tmp_path / "unicode"
+    shutil.copytree(corpus, root)
+    train_val = json.loads((root / synth.TRAIN_VAL_FILE).read_text())
+    train_vid = next(v["video_id"] for v in train_val["videos"] if v["split"] == "train")
+    test = json.loads((root / synth.TEST_FILE).read_text())
+    test_vid = test["videos"][0]["video_id"]
+    extra = ["he don\u2019t know", "a \ufb01ne cafe\u0301", "\uff21\uff22\uff23 man", "A GARÇON", "мужчина поёт"]
+    train_val["sentences"] += [{"video_id": train_vid, "caption": c, "sen_id": 90_000 + i}
+                               for i, c in enumerate(extra)]
+    train_val["videos"].append({"video_id": test_vid, "split": "train"})  # a test video declared as train
+    (root / synth.TRAIN_VAL_FILE).write_text(json.dumps(train_val))
+    report = check_dataset(root)
+    assert report["splits"]["train"]["normalized"] == 3
+    assert report["splits"]["validate"]["normalized"] == 0
+    conflicts = [p for p in report["problems"] if p["kind"] == "split_conflict"]
+    assert [p["video_id"] for p in conflicts] == [test_vid]
+    assert synth.TRAIN_VAL_FILE in conflicts[0]["file"] and synth.TEST_FILE in conflicts[0]["file"]
+    assert main(["data", "check", str(root)]) == 0
+    printed = capsys.readouterr().out
+    assert "normed: captions changed" in printed and "split_conflict" in printed and test_vid in printed

@@ -56,7 +56,7 @@ def test_loads_the_official_format(tmp_path, tiny_mp4):
     assert v0.split == "train" and v0.path == ds.root / "videos" / "video0.mp4" and v0.path.is_file()
     assert v0.captions == ["A car is shown.", "a man is driving a red car", "Someone's talking about CARS!"]
     assert v0.tokens[0] == ["a", "car", "is", "shown"]
-    assert v0.tokens[2] == ["someone's", "talking", "about", "cars"]
+    assert v0.tokens[2] == ["someone", "'s", "talking", "about", "cars"]  # PTB's split, as the scorer sees it
 
 
 def test_official_download_folders(tmp_path, tiny_mp4):
@@ -164,17 +164,59 @@ def test_path_escaping_id_in_sentences_is_rejected(tmp_path, tiny_mp4):
         load_msrvtt(root)
 
 
-def test_duplicate_ids_across_files(tmp_path, tiny_mp4, caplog):
-    dup = {"category": 1, "url": "x", "video_id": "video0", "start time": 0, "end time": 1, "split": "test", "id": 0}
-    root = make_root(tmp_path, tiny_mp4, edit=lambda tv, te: te["videos"].append(dup))
+def _declare(vid: str, split: str) -> dict:
+    return {"category": 1, "url": "x", "video_id": vid, "start time": 0, "end time": 1, "split": split, "id": 0}
+
+
+def test_test_video_declared_again_in_train_val_is_never_trained(tmp_path, tiny_mp4, caplog):
+    """The leak of issue 15: a test video declared again as train in train_val_videodatainfo.json."""
+    def edit(tv, te):
+        tv["videos"].append(_declare("video7010", "train"))
+        tv["sentences"].append({"caption": "a zebra trains here", "video_id": "video7010", "sen_id": 77})
+    root = make_root(tmp_path, tiny_mp4, edit=edit)
+    with caplog.at_level(logging.WARNING):
+        ds = load_msrvtt(root)
+    assert kinds(ds) == [("split_conflict", "video7010")]
+    issue = ds.issues[0]
+    assert TRAIN_VAL in issue.file and TEST in issue.file
+    assert TRAIN_VAL in issue.message and TEST in issue.message and "never used for training" in issue.message
+    assert ds.videos["video7010"].split == "test"
+    assert "video7010" not in [v.video_id for v in ds.split("train")]
+    assert "video7010" in [v.video_id for v in ds.split("test")]
+    assert len(ds.videos["video7010"].captions) == 3  # every caption of it stays held out
+    vocab = ds.build_vocab(min_count=1)
+    assert "zebra" not in vocab and "trains" not in vocab  # nothing of it reaches the training vocabulary
+    assert "split_conflict" in caplog.text and "video7010" in caplog.text
+
+
+@pytest.mark.parametrize("declared, expected", [
+    (("train", "validate"), "validate"),
+    (("validate", "train"), "validate"),
+    (("train", "test"), "test"),
+    (("validate", "test"), "test"),
+    (("train", "validate", "test"), "test"),
+    (("training", "validate"), "validate"),  # an unknown split never wins over a known one
+])
+def test_most_held_out_split_wins(tmp_path, tiny_mp4, declared, expected):
+    def edit(tv, te):
+        tv["videos"] = [v for v in tv["videos"] if v["video_id"] != "video1"]
+        for split in declared:
+            tv["videos"].append(_declare("video1", split))
+    ds = load_msrvtt(make_root(tmp_path, tiny_mp4, edit=edit))
+    assert kinds(ds) == [("split_conflict", "video1")]
+    assert ds.videos["video1"].split == expected
+    assert all(s in ds.issues[0].message for s in declared)
+    assert ("video1" in [v.video_id for v in ds.split("train")]) == (expected == "train")
+
+
+def test_duplicate_ids_same_split(tmp_path, tiny_mp4, caplog):
+    root = make_root(tmp_path, tiny_mp4, edit=lambda tv, te: te["videos"].append(_declare("video0", "train")))
     with caplog.at_level(logging.WARNING):
         ds = load_msrvtt(root)
     assert kinds(ds) == [("duplicate_video", "video0")]
     issue = ds.issues[0]
-    assert issue.file.endswith(TEST) and "train_val_videodatainfo.json" in issue.message
-    assert ds.videos["video0"].split == "train"  # the first declaration wins
-    assert "video0" in [v.video_id for v in ds.split("train")]
-    assert "video0" not in [v.video_id for v in ds.split("test")]
+    assert issue.file.endswith(TEST) and TRAIN_VAL in issue.message
+    assert ds.videos["video0"].split == "train"
     assert "duplicate_video" in caplog.text and "video0" in caplog.text
 
 

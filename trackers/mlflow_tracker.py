@@ -51,6 +51,16 @@ _TRANSIENT = (
     "max retries exceeded", "remote end closed", "service unavailable", "bad gateway",
     "gateway timeout", "timed out", "too many requests", "temporarily unavailable",
 )
+# Errors no retry can fix, checked first: MLflow reports every SQLAlchemy OperationalError as
+# TEMPORARILY_UNAVAILABLE, a read-only or full database included (issue 15: 30 s of retries per call).
+_PERMANENT = {
+    "readonly database": "read-only database (check file permissions)",
+    "file is not a database": "not an SQLite database",
+    "database disk image is malformed": "corrupt SQLite database",
+    "database or disk is full": "disk full", "no space left on device": "disk full",
+    "no such table": "not an MLflow database (no such table)",
+    "permission denied": "permission denied", "unable to open database file": "cannot open the database file",
+}
 
 
 # ---- where runs are stored ---------------------------------------------------------------------
@@ -93,14 +103,24 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(err).__name__
 
 
-def _is_transient(err: BaseException) -> bool:
-    if isinstance(err, MlflowException) and err.error_code == "TEMPORARILY_UNAVAILABLE":
-        return True
+def _error_chain(err: BaseException) -> list[str]:
     chain, seen = [], err
     while seen is not None and len(chain) < 5:
         chain.append(str(seen).lower())
         seen = seen.__cause__ or seen.__context__
-    return any(s in text for text in chain for s in _TRANSIENT)
+    return chain
+
+
+def _permanent_cause(err: BaseException) -> str | None:
+    return next((cause for text in _error_chain(err) for s, cause in _PERMANENT.items() if s in text), None)
+
+
+def _is_transient(err: BaseException) -> bool:
+    if _permanent_cause(err):
+        return False
+    if isinstance(err, MlflowException) and err.error_code == "TEMPORARILY_UNAVAILABLE":
+        return True
+    return any(s in text for text in _error_chain(err) for s in _TRANSIENT)
 
 
 def _retry(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -121,6 +141,8 @@ def _retry(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
                 continue
             if transient:
                 raise AvkdError(f"MLflow: {what} still failing after {RETRY_SECONDS:.0f} s: {_first_line(err)}") from err
+            if _permanent_cause(err):
+                raise AvkdError(f"MLflow: {what}: {_permanent_cause(err)} (not retried)") from err
             if isinstance(err, MlflowException):
                 raise AvkdError(f"MLflow: {what}: {_first_line(err)}") from err
             raise

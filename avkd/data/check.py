@@ -1,8 +1,9 @@
 """`python -m avkd data check ROOT [--json OUT]`: validate a dataset folder before a sweep uses it.
 
 Loads the annotations (a DataError, exit 2, only if they are unusable), probes every video file in a
-thread pool, and prints per split: videos, captions, missing files, clips without audio and
-undecodable files, then the problem videos with their reasons.
+thread pool, and prints per split: videos, captions, captions that needed Unicode normalisation
+(NFKC, typographic apostrophes, casefold: see avkd/data/vocab.py), missing files, clips without audio
+and undecodable files, then the problem videos with their reasons.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from rich.table import Table
 
 from avkd.data.media import MediaInfo, probe
 from avkd.data.msrvtt import SPLITS, load_msrvtt
+from avkd.data.vocab import needs_normalization
 from avkd.errors import MediaError
 
 MAX_LISTED = 20  # problem videos printed; the rest is summarised as "... and N more"
@@ -45,6 +47,7 @@ def check_dataset(root: str | Path, workers: int | None = None) -> dict:
         counts[split] = {
             "videos": len(declared),
             "captions": sum(len(v.captions) for v in declared),
+            "normalized": sum(needs_normalization(c) for v in declared for c in v.captions),
             "missing_files": sum(v.path is None for v in declared),
             "no_audio": sum(isinstance(r, MediaInfo) and not r.has_audio for r in results),
             "undecodable": sum(isinstance(r, MediaError) for r in results),
@@ -63,7 +66,7 @@ def print_report(report: dict, console: Console | None = None) -> None:
     console = console or Console()
     console.print(f"dataset {report['root']}  (fingerprint {report['fingerprint']})", markup=False, soft_wrap=True)
     table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False)
-    columns = {"videos": "videos", "captions": "captions", "missing_files": "missing", "no_audio": "no audio",
+    columns = {"videos": "videos", "captions": "captions", "normalized": "normed", "missing_files": "missing", "no_audio": "no audio",
                "undecodable": "undecodable", "usable": "usable", "duration_s": "seconds"}
     table.add_column("split")
     for header in columns.values():
@@ -71,6 +74,8 @@ def print_report(report: dict, console: Console | None = None) -> None:
     for split, counts in report["splits"].items():
         table.add_row(split, *(str(counts[c]) for c in columns))
     console.print(table)
+    if any(counts["normalized"] for counts in report["splits"].values()):
+        console.print("normed: captions changed by Unicode normalisation (NFKC, typographic apostrophes, casefold)")
     problems = report["problems"]
     if not problems:
         console.print("no problems found")

@@ -8,6 +8,10 @@ Unusable annotations (malformed JSON, a missing file or key, wrong types, a vide
 escape the folder) raise DataError with one line naming the file and key. Problems with single
 videos (unknown split, duplicate id, caption without video, video without captions, missing .mp4)
 become `DataIssue`s, are logged as warnings, and keep that video out of its split.
+
+A video declared in more than one split (`split_conflict`) is test-set leakage waiting to happen:
+it goes to its most held-out split (test, then validate, then train), never to training when any
+annotation holds it out, and the issue names the id and every file that declares it.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ log = logging.getLogger(__name__)
 ANNOTATION_FILES = ("train_val_videodatainfo.json", "test_videodatainfo.json")
 VIDEO_FOLDERS = ("videos", "TrainValVideo", "TestVideo")  # searched in this order for each video
 SPLITS = ("train", "validate", "test")
+HELD_OUT_ORDER = ("test", "validate", "train")  # a video declared in several splits goes to the first
 _WARNINGS_PER_KIND = 20  # beyond this, one summary line per kind instead of one line per video
 
 
@@ -45,7 +50,7 @@ class Video:
 @dataclass
 class DataIssue:
     # unknown_split | duplicate_video | caption_without_video | video_without_captions | missing_video_file
-    # | empty_caption
+    # | empty_caption | split_conflict
     kind: str
     video_id: str | None
     file: str
@@ -129,6 +134,26 @@ def _read_annotations(path: Path) -> tuple[list[dict], list[dict]]:
     return lists[0], lists[1]
 
 
+def _resolve_split(vid: str, declared: list[tuple[str, str]], issues: list[DataIssue]) -> tuple[str, str]:
+    """(split, file) for a video from all its declarations; reports repeats and conflicts as issues."""
+    if len(declared) == 1:
+        return declared[0][1], declared[0][0]
+    splits = {split for _, split in declared}
+    where = "; ".join(f"{split} in {file}" for file, split in declared)
+    if len(splits) == 1:
+        issues.append(DataIssue("duplicate_video", vid, declared[1][0],
+                                f"{vid} is declared {len(declared)} times ({where}); kept once"))
+        return declared[0][1], declared[0][0]
+    known = [s for s in HELD_OUT_ORDER if s in splits]
+    split = known[0] if known else declared[0][1]
+    file = next(f for f, s in declared if s == split)
+    files = sorted({f for f, _ in declared})
+    never_trained = ", never used for training" if split != "train" else ""
+    issues.append(DataIssue("split_conflict", vid, ", ".join(files), f"{vid} is declared in more than one split "
+                            f"({where}); kept in {split} only{never_trained}"))
+    return split, file
+
+
 def _video_files(root: Path) -> dict[str, Path]:
     """<video_id> -> path of <video_id>.mp4, from the first folder of VIDEO_FOLDERS that has it."""
     found: dict[str, Path] = {}
@@ -152,18 +177,17 @@ def load_msrvtt(root: str | Path, max_videos: int | None = None) -> Dataset:
     files = _video_files(root)
     searched = [f for f in VIDEO_FOLDERS if (root / f).is_dir()] or list(VIDEO_FOLDERS)
     annotations = {root / name: _read_annotations(root / name) for name in ANNOTATION_FILES}
+    declarations: dict[str, list[tuple[str, str]]] = {}  # video id -> [(file, split), ...] in reading order
     for path, (entries, _) in annotations.items():
         for entry in entries:
-            vid, split = entry["video_id"], entry["split"]
-            if vid in videos:
-                issues.append(DataIssue("duplicate_video", vid, str(path), f"{vid} is declared again "
-                                        f"(first in {declared_in[vid]}); the first entry is kept"))
-                continue
-            declared_in[vid] = str(path)
-            videos[vid] = Video(vid, split, files.get(vid), [], [])
-            if split not in SPLITS:
-                issues.append(DataIssue("unknown_split", vid, str(path),
-                                        f"{vid} has split {split!r} (known: {', '.join(SPLITS)}); excluded"))
+            declarations.setdefault(entry["video_id"], []).append((str(path), entry["split"]))
+    for vid, declared in declarations.items():
+        split, path = _resolve_split(vid, declared, issues)
+        declared_in[vid] = path
+        videos[vid] = Video(vid, split, files.get(vid), [], [])
+        if split not in SPLITS:
+            issues.append(DataIssue("unknown_split", vid, path,
+                                    f"{vid} has split {split!r} (known: {', '.join(SPLITS)}); excluded"))
     for path, (_, sentences) in annotations.items():
         orphans: dict[str, int] = {}
         for i, sentence in enumerate(sentences):

@@ -15,7 +15,6 @@ import csv
 import json
 import math
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 
+from avkd.data.vocab import normalize_text
 from avkd.errors import AvkdError, DataError
 from avkd.evaluation import score as S
 from trackers.schema import SCORE, TEST_METRICS
@@ -67,8 +67,10 @@ def ptb_tokenize(captions: dict[str, list[str]]) -> dict[str, list[str]]:
     written into the package folder (read-only installs, several processes at once).
     """
     keys = [k for k, caps in captions.items() for _ in caps]
-    # Any line break (\n, \r, \v, U+2028 ...) would split a caption into two lines: make it a space.
-    lines = [re.sub(r"\s", " ", c) for caps in captions.values() for c in caps]
+    # The training tokeniser's normalisation (NFKC, ASCII apostrophes, casefold) runs first, so
+    # references and model words agree (see avkd/data/vocab.py). It also makes every line break
+    # (\n, \r, \v, U+2028 ...) a space, which would otherwise split a caption into two lines.
+    lines = [normalize_text(c) for caps in captions.values() for c in caps]
     if not lines:
         return {k: [] for k in captions}
     cmd = [_need_java(), "-cp", str(PTB_JAR), "edu.stanford.nlp.process.PTBTokenizer",

@@ -102,6 +102,11 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
 
     t_start = time.time()
     methods.check(cfg, sweep_file)  # (cmd_sweep checked already; callers of run_sweep get the same check)
+    # Pre-flight: an unwritable/full folder or a bad tracking store is one line now, not an hour in.
+    from avkd.storage import check_sweep_folders
+    from trackers.preflight import check_tracking_store
+    check_sweep_folders({"feature cache": _abs(cfg.features.cache_dir), "runs folder": _abs(cfg.runs_dir)})
+    check_tracking_store(mt.resolve_tracking_uri(cfg.tracking.uri))
     dataset = _load_dataset(cfg)
     dataset_fp = dataset.fingerprint()
     uri = mt.resolve_tracking_uri(cfg.tracking.uri)
