@@ -101,8 +101,8 @@ def test_media_properties_vary_within_bounds(corpora):
         info = probe(corpora["a"] / "videos" / f"{e['video_id']}.mp4")
         attrs = e["avkd"]
         assert info.fps in synth.FPS_CHOICES and info.num_frames == attrs["num_frames"]
-        assert 24 <= info.num_frames <= 48  # 8-12 s at 3-4 fps
-        assert 7.8 <= info.duration_s <= 12.2 and info.duration_s == pytest.approx(e["end time"], abs=1e-3)
+        assert 18 <= info.num_frames <= 32  # 6-8 s at 3-4 fps
+        assert 5.8 <= info.duration_s <= 8.2 and info.duration_s == pytest.approx(e["end time"], abs=1e-3)
         assert 144 <= info.width <= 176 and info.width % 2 == 0 and 112 <= info.height <= 128 and info.height % 2 == 0
         assert info.has_audio == attrs["has_audio"]
     assert sum(not e["avkd"]["has_audio"] for e in entries(corpora["a"])) == 1  # max(1, 5 % of 12)

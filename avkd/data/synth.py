@@ -1,6 +1,6 @@
 """The embedded synthetic audio-visual caption corpus (version 2), written in MSR-VTT layout.
 
-Each clip (8-12 s at 3 or 4 fps: 24-48 frames) shows 1-3 coloured shapes (colour, shape, size,
+Each clip (6-8 s at 3 or 4 fps: 18-32 frames) shows 1-3 coloured shapes (colour, shape, size,
 count) on a dark or light background and plays a sound only the audio can tell apart (a low or high
 tone, slow or fast low or high beeps, noise, or silence). Brief events are common: a white flash or
 a cross in 1 or 2 frames (~60 % of the clips) and a short bang in the audio (~50 % of the clips
@@ -56,7 +56,7 @@ SOUND_WEIGHTS = (0.3, 0.35, 0.2, 0.15)
 PITCH_HZ = {"low": 220.0, "high": 1760.0}
 BEEP_HZ = {"slow": 2.0, "fast": 8.0}  # beeps per second: the rhythm
 FPS_CHOICES = (3, 4)
-DURATION_S = (8.0, 12.0)  # uniform; MSR-VTT's clips are 10-30 s, the extraction budget caps ours
+DURATION_S = (6.0, 8.0)  # uniform; MSR-VTT's clips are 10-30 s, the extraction budget caps ours (below)
 SAMPLE_RATES = (32000, 44100, 48000)
 NO_AUDIO_FRACTION = 0.05
 VISUAL_EVENT_P = {None: 0.4, "flash": 0.3, "cross": 0.3}
