@@ -8,9 +8,15 @@ from pathlib import Path
 import pytest
 
 from avkd.data import synth
-from avkd.evaluation.attributes import (GROUPS, attribute_accuracy, load_attributes, oracle_caption, parse_caption,
-                                        score_caption)
 from avkd.errors import DataError
+from avkd.evaluation.attributes import (
+    GROUPS,
+    attribute_accuracy,
+    load_attributes,
+    oracle_caption,
+    parse_caption,
+    score_caption,
+)
 
 MSRVTT_FIXTURE = Path(__file__).parent / "fixtures" / "msrvtt_mini"
 

@@ -13,6 +13,10 @@ Why these choices (corpus v1 failed them, see issue 12):
 - A 1- or 2-frame event is missed by uniform down-sampling at k = 0.2 (every 5th frame) in about
   70 % of the clips that have one (`expected_visual_event_miss_rate`; tests/test_synth.py checks
   the number against frame_indices). The teacher (k = 1) never misses one.
+- Clip length is a cost trade-off: Cnn14 costs ~0.8 CPU-s per clip plus ~0.17 CPU-s per second
+  of audio (all five k of the demo together), Inception-v3 at 128 px ~30 ms per frame. Measured for
+  180 clips (random weights, 2 threads): v1 (2.5-4 s) ~330-410 CPU-s, v2 at 8-12 s ~660 CPU-s
+  (~5.5 min on 2 cores), v2 at 6-8 s ~500 CPU-s (~4 min, the demo's budget), so 6-8 s it is.
 - The bang is 0.08-0.2 s: SimPF spectral pooling at k = 0.2 keeps the spectrogram's time
   modulations up to ~10 Hz (50 ms resolution), so the bang is blurred, not dropped; audio events
   have no frame-sampling miss rate.
@@ -29,10 +33,10 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
 
 import av
 import numpy as np
@@ -110,7 +114,7 @@ def sample_clip(seed: int, index: int, split: str, has_audio: bool) -> ClipSpec:
     """Clip `index`'s attributes, drawn from (seed, index) alone."""
     rng = np.random.default_rng([seed, CORPUS_VERSION, index])
     fps = int(rng.choice(FPS_CHOICES))
-    num_frames = int(round(rng.uniform(*DURATION_S) * fps))
+    num_frames = round(rng.uniform(*DURATION_S) * fps)
     duration = num_frames / fps
     sound = str(rng.choice(SOUNDS, p=SOUND_WEIGHTS)) if has_audio else "silence"
     background = str(rng.choice(list(BACKGROUNDS)))

@@ -40,7 +40,7 @@ SOUND_WORDS = {"sound", "sounds", "audio"}  # "no sound": says silence without n
 
 
 def _singular(noun: str) -> str:
-    return noun[:-2] if noun.endswith("xes") else noun[:-1] if noun.endswith("s") else noun
+    return noun.removesuffix("es") if noun.endswith("xes") else noun.removesuffix("s")
 
 
 def _lexicon() -> dict[str, dict[object, tuple[str, ...]]]:
