@@ -93,8 +93,13 @@ def test_fingerprint_is_stable_and_tracks_changes(tmp_path, tiny_mp4):
     video = root / "videos" / "video1.mp4"
     st = video.stat()
     os.utime(video, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert load_msrvtt(root).fingerprint() == fp  # a touched file is the same video (content, not mtime)
+    video.write_bytes(video.read_bytes() + b"\0")
     fp_touched = load_msrvtt(root).fingerprint()
-    assert fp_touched != fp
+    assert fp_touched != fp  # changed content is another dataset
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    assert load_msrvtt(copy).fingerprint() == fp_touched  # the same corpus in another folder: same identity
     data = json.loads((root / TEST).read_text())
     data["sentences"][0]["caption"] = "a cartoon zebra dances fast"
     (root / TEST).write_text(json.dumps(data))

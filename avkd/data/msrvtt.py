@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from avkd.data.vocab import Vocabulary, tokenize_caption
+from avkd.data.vocab import TOKENIZER_VERSION, Vocabulary, tokenize_caption
 from avkd.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -71,14 +71,19 @@ class Dataset:
                       key=lambda v: _natural_key(v.video_id))
 
     def fingerprint(self) -> str:
-        """Short stable hash of the annotation files and each usable video file's (name, size, mtime)."""
-        h = hashlib.sha256()
+        """Short stable hash of the annotation files, each usable video file's content and the tokeniser version.
+
+        Content, not mtime: the same corpus generated in two folders (or copied) has one identity, so
+        finished trials are recognised; the tokeniser version, because a caption tokenised another
+        way is another training set.
+        """
+        h = hashlib.sha256(f"tokenizer={TOKENIZER_VERSION}\n".encode())
         for name in ANNOTATION_FILES:
             h.update(name.encode() + b"\0" + (self.root / name).read_bytes() + b"\0")
         for split in SPLITS:
             for v in self.split(split):
-                st = v.path.stat()
-                h.update(f"{split}/{v.video_id}/{v.path.name}/{st.st_size}/{st.st_mtime_ns}\n".encode())
+                digest = hashlib.sha256(v.path.read_bytes()).hexdigest()
+                h.update(f"{split}/{v.video_id}/{v.path.name}/{digest}\n".encode())
         return h.hexdigest()[:16]
 
     def build_vocab(self, min_count: int) -> Vocabulary:

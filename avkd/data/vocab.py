@@ -26,6 +26,8 @@ from typing import Iterable
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
+# Bump when tokenize_caption changes its output: it is part of the dataset fingerprint (trial identity).
+TOKENIZER_VERSION = 2  # 2: Unicode-aware words, PTB-style contractions
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 
 # Apostrophe look-alikes (right/left single quote, modifier letter apostrophe, prime, full-width,
