@@ -6,8 +6,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
 from avkd.config import load_sweep, parse_sweep
 from reports import build, deviations
 from trackers import mlflow_tracker as mt
