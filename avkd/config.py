@@ -176,6 +176,11 @@ class MethodsConfig:
     multi_stage: MultiStageConfig = field(default_factory=MultiStageConfig)
 
 
+# A method key with this suffix (rep-scratch, rep+ce-scratch) trains its student decoder from scratch
+# whatever distill.init_from_teacher says: the ablation of that setting (avkd/methods/scratch.py).
+SCRATCH_SUFFIX = "-scratch"
+
+
 @dataclass
 class DistillConfig:
     mlp: MLPConfig = field(default_factory=MLPConfig)

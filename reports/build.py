@@ -39,6 +39,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from avkd.errors import AvkdError  # noqa: E402
 from avkd.evaluation import score as S  # noqa: E402
+from reports import deviations  # noqa: E402
 from reports.model import COLUMNS, LABELS, Report, Row, Table1, Table2, TimingRow, Trial  # noqa: E402
 from trackers import mlflow_tracker as mt  # noqa: E402
 from trackers import schema  # noqa: E402
@@ -373,12 +374,14 @@ def load_report(uri: str, experiment: str | None = None, sweep_run_id: str | Non
               and (ended is None or (r.info.start_time or 0) <= ended)]
     timing.sort(key=lambda r: r.info.start_time or 0)
     table1 = build_table1(trials, missing, notes)
+    config_text = _config_text(client, sweep_run)  # where the run shown differs from the paper (reports/deviations.py)
+    table1.notes += deviations.deviation_notes(deviations.parse_config(config_text), sweep_run.data.tags, table1.terms)
     table2 = build_table2(timing[-1]) if timing else None
     if table2 is not None:
         add_decoding(table2, table1)
     return Report(uri=uri, experiment_id=exp_id, experiment_name=exp_name, sweep_run=sweep_run,
                   sweep_name=sweep_run.data.tags.get(schema.SWEEP) or exp_name, table1=table1, table2=table2,
-                  config_text=_config_text(client, sweep_run), paper=paper)
+                  config_text=config_text, paper=paper)
 
 
 def _resolve_out(out: str | Path) -> Path:

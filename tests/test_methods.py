@@ -269,7 +269,7 @@ def test_multi_stage_student_learns_from_teacher_and_mentor():
      "loss 'modal_kl' reads student_audio, student_visual"),
     ({"rep": [{"name": "ce"}]}, "distill.losses.rep[0]", "loss 'ce' reads logits, targets, which stage 'rep stage 1'"),
     ({"rep": [{"name": "rep_l1"}], "mine": [{"name": "ce"}]}, "distill.losses.mine",
-     "no distillation method of that name (known: fused_to_modal, multi_stage, multi_teacher, rep, rep+ce)"),
+     "no distillation method of that name (known: fused_to_modal, multi_stage, multi_teacher, rep, rep+ce, rep+ce-scratch, rep-scratch)"),
 ])
 def test_a_term_the_method_cannot_feed_fails_when_the_sweep_file_is_loaded(losses, key, message):
     cfg = parse_sweep({"name": "x", "distill": {"losses": losses}, "grid": {"losses": [list(losses)[0]]}})

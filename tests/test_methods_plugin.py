@@ -50,7 +50,7 @@ def toy_config(losses):
 def test_a_toy_method_is_one_new_module_run_through_a_trial(tmp_path, monkeypatch):
     cfg = toy_config([{"name": "ce"}, {"name": "rep_mse", "weight": 0.5}])
     with pytest.raises(ConfigError, match=r"^sweeps/toy.yaml: grid.losses\[0\]: unknown distillation method 'decoder_first' "
-                                          r"\(known: fused_to_modal, multi_stage, multi_teacher, rep, rep\+ce\)$"):
+                                          r"\(known: fused_to_modal, multi_stage, multi_teacher, rep, rep\+ce, rep\+ce-scratch, rep-scratch\)$"):
         methods.check(cfg, "sweeps/toy.yaml")
 
     (tmp_path / "toy_method.py").write_text(TOY)

@@ -5,8 +5,9 @@
     fused_to_modal  VQAKD: the teacher's fused latent supervises each modality branch fused_to_modal.py
     multi_teacher   EMTM: extra teachers, per-sample aggregation of their outputs     multi_teacher.py
     multi_stage     DEEVISum MSKD: teacher -> mentor -> student                      multi_stage.py
+    rep-scratch, rep+ce-scratch   the init_from_teacher ablation: the student decoder from scratch  scratch.py
 
-Every module here (except base.py) defining METHOD is registered on import; `register` adds one
+Every module here (except base.py) defining METHOD (or METHODS, several) is registered on import; `register` adds one
 from elsewhere (a plugin, a test). Adding a method is one new module and its tests.
 """
 from __future__ import annotations
@@ -81,8 +82,9 @@ def _discover() -> None:
         if info.name == "base" or info.name.startswith("_"):
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
-        if isinstance(getattr(module, "METHOD", None), Method):
-            register(module.METHOD)
+        for method in (getattr(module, "METHOD", None), *getattr(module, "METHODS", ())):
+            if isinstance(method, Method):
+                register(method)
 
 
 _discover()

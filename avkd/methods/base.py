@@ -35,6 +35,7 @@ class GuideTrial:
 
 class Method:
     key: str = ""  # the sweep file's name of the method (grid.losses, distill.losses.<key>)
+    init_from_teacher: bool | None = None  # the student decoder starts as the teacher's (None: distill.init_from_teacher)
     mapper_outputs: frozenset[str] = frozenset({"student_mapped"})  # named tensors its mapper produces
 
     # ---- what the sweep plans -------------------------------------------------------------------
@@ -50,6 +51,10 @@ class Method:
         if guide is not None:
             raise ValueError(f"method {self.key!r} trains no guide {guide!r}")
         return cfg.distill.losses[self.key], f"distill.losses.{self.key}"
+
+    def starts_from_teacher(self, cfg: SweepConfig) -> bool:
+        """Whether this method's student decoder starts as a copy of the trained teacher's decoder."""
+        return cfg.distill.init_from_teacher if self.init_from_teacher is None else self.init_from_teacher
 
     # ---- what a trial builds ----------------------------------------------------------------------
     def mapper(self, cfg: SweepConfig, audio_dim: int, visual_dim: int, teacher_dim: int) -> nn.Module:
@@ -89,6 +94,7 @@ class Method:
         """
         d = cfg.to_dict()["distill"]
         out = {k: v for k, v in d.items() if k not in ("losses", "methods")}
+        out["init_from_teacher"] = self.starts_from_teacher(cfg)  # a variant's own (avkd/methods/scratch.py)
         out["loss_terms"] = [dataclasses.asdict(t) for t in self.terms(cfg, guide)[0]]
         settings = self.settings(cfg)
         if settings is not None:

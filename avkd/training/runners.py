@@ -117,8 +117,9 @@ def run_student(cfg: SweepConfig, inputs: TrialInputs, method: str, teacher_chec
     and inputs.guide_features (name -> the variant each was trained on). guide: train the method's
     guide of that name instead (e.g. multi_stage's "mentor"), by its own stages.
 
-    With distill.init_from_teacher (default) the student decoder starts from the teacher's best
-    weights: the mapper output lives in the teacher's latent space, which that decoder already reads.
+    With distill.init_from_teacher (default; a method may override it: Method.starts_from_teacher) the
+    student decoder starts from the teacher's best weights: the mapper output lives in the teacher's
+    latent space, which that decoder already reads.
     evaluate_test=False (tuning trials) skips decoding and scoring the test split.
     """
     m = registry.get(method)
@@ -135,7 +136,7 @@ def run_student(cfg: SweepConfig, inputs: TrialInputs, method: str, teacher_chec
 
     teacher_dim = teacher.decoder.config["latent_dim"]
     decoder = _new_decoder(cfg, teacher_dim, len(inputs.vocab))
-    if cfg.distill.init_from_teacher:
+    if m.starts_from_teacher(cfg):
         for key in ("embed_dim", "hidden", "layers", "exit_heads"):
             if decoder.config[key] != teacher.decoder.config.get(key, False):
                 raise ConfigError(f"distill.init_from_teacher: model.{key} is {decoder.config[key]} but the teacher's "
