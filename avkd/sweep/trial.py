@@ -5,8 +5,8 @@ plain dicts (avkd/sweep/plan.py). Nothing is read from the driver's disk, so a t
 of a cluster: its latent vectors and captions come from Ray's object store (avkd/sweep/inputs.py), the
 checkpoints of its teacher and guides from the tracking store (avkd/sweep/checkpoints.py), and it
 writes only into its own scratch folder in the node's temp dir (removed when it ends). It trains,
-evaluates, and logs one nested MLflow run. The MLflow run is
-always closed in `finally` (inside RunLogger), so one failed trial cannot break the sweep.
+evaluates, and logs one nested MLflow run. The MLflow run is always closed in `finally` (inside
+RunLogger), so one failed trial cannot break the sweep.
 """
 from __future__ import annotations
 
