@@ -6,7 +6,7 @@ Per video and variant k:
                     spectrogram time-pooled to ceil(k*T) frames (SimPF)
 Pipeline: a thread pool of `workers` decodes videos ahead of the model (bounded prefetch; decoding
 and resizing release the GIL); the main thread batches frames across videos (`batch_frames` per
-Inception forward) and runs the audio model per clip. Everything goes through the shared FeatureCache, so a
+Inception forward) and runs the audio model per clip. Everything goes through the FeatureCache, so a
 variant already extracted costs no decoding and no forward pass. A video that cannot be decoded is
 recorded in `errors` and skipped; the batch goes on.
 """
@@ -32,7 +32,7 @@ from rich.console import Console
 from avkd.config import FeatureConfig, load_sweep
 from avkd.data import media
 from avkd.data.load import load_dataset
-from avkd.errors import DataError, MediaError, WeightsError
+from avkd.errors import DataError, MediaError
 from avkd.features import audio as audio_mod
 from avkd.features import visual as visual_mod
 from avkd.features import weights as weights_mod
@@ -339,13 +339,14 @@ def _audio_embeddings(ext: Extractors, job: _Job, fcfg: FeatureConfig) -> None:
 
 def extract_variants(dataset, fcfg: FeatureConfig, ks: Iterable[float], video_ids: list[str] | None = None,
                      progress: bool = True, rebuild: bool = False,
-                     extractors: Extractors | None = None) -> dict[float, LatentTable]:
+                     extractors: Extractors | None = None, nodes: list[str] | None = None) -> dict[float, LatentTable]:
     """Latent tables for the teacher (k=1.0, always included) and every k, from/into the shared cache.
 
     `video_ids`: default every usable video of every split. `rebuild`: ignore existing cache entries
     and overwrite them. `extractors`: already loaded models (default: get_extractors(dataset, fcfg)).
     With Ray initialised (or features.shards >= 2) the videos to extract are split over Ray tasks
-    (see _extract_sharded); the tables are then assembled here from the cache."""
+    (see _extract_sharded; `nodes`: the Ray nodes they may run on); their features are saved into
+    this process's cache and the tables assembled from it."""
     ks_all = sorted({1.0, *(float(k) for k in ks)}, reverse=True)
     if video_ids is None:  # every usable video (file found, captioned) of every split
         video_ids = [v.video_id for split in ("train", "validate", "test") for v in dataset.split(split)]
@@ -374,7 +375,7 @@ def extract_variants(dataset, fcfg: FeatureConfig, ks: Iterable[float], video_id
     with _ProgressBar(progress, len(ids)) as bar:
         bar.skip(len(done) + len(errors))
         if shards > 1:
-            _extract_sharded(dataset, fcfg, ks_all, todo, ext, shards, rebuild, cache, done, errors, bar)
+            _extract_sharded(fcfg, ks_all, todo, ext, shards, cache, done, errors, bar, nodes)
             how = f"in {shards} Ray shards"
         else:
             forwards = _extract_here(todo, ext, cache, fcfg, done, errors, bar)
@@ -443,39 +444,45 @@ def shard_count(fcfg: FeatureConfig, videos: int) -> int:
     return max(1, min(int(resources.get("GPU", 0)) or int(resources.get("CPU", 1)), videos))
 
 
-def _extract_sharded(dataset, fcfg: FeatureConfig, ks: list[float], todo: list[_Job], ext: Extractors, shards: int,
-                     rebuild: bool, cache: FeatureCache, done: dict[str, _Job], errors: dict[str, dict],
-                     bar: "_ProgressBar") -> None:
-    """Split `todo` over `shards` Ray tasks writing the shared cache, then read their results from it.
+def _extract_sharded(fcfg: FeatureConfig, ks: list[float], todo: list[_Job], ext: Extractors, shards: int,
+                     cache: FeatureCache, done: dict[str, _Job], errors: dict[str, dict],
+                     bar: "_ProgressBar", nodes: list[str] | None = None) -> None:
+    """Split `todo` over `shards` Ray tasks; each returns its features, which are saved into this
+    process's cache and the tables assembled from it.
 
-    The extractor weights (with BatchNorm re-estimated for random weights) exist before any task
-    starts: `ext` computed them into fcfg.cache_dir/weights, where each task's get_extractors finds
-    them; a task checks its fingerprints against `ext` and refuses to extract with other weights."""
+    No shared folder: the extractors (with BatchNorm re-estimated for random weights) travel to the
+    tasks through Ray's object store, and the features come back as task results. Only the video
+    files must be readable by the node a task runs on: `nodes` (Ray node ids, e.g. those whose
+    pre-flight read the dataset, avkd.sweep.cluster) pins the tasks to them, round robin."""
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    expected = ext.fingerprints
-    own = get_extractors(dataset, fcfg)  # the same object unless `extractors` were passed in
-    if own.fingerprints != expected:
-        raise WeightsError(f"features.cache_dir {fcfg.cache_dir}: the extractors passed in are not the weights of "
-                           "this feature config; sharded extraction loads those in every task")
     started_ray = start_ray()  # features.shards asked for it: join RAY_ADDRESS's cluster, else start a local one
     try:
         gpus = ray.cluster_resources().get("GPU", 0) > 0
         task = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1, max_retries=1)(_extract_shard)
         shard_cfg = dataclasses.replace(fcfg, shards=1)  # a shard extracts in its own process, never re-shards
-        groups = [[job.video_id for job in todo[i::shards]] for i in range(shards)]
-        console.print(f"features: {len(todo)} videos in {shards} Ray shards ({'1 GPU' if gpus else '1 CPU'} each)")
-        pending = {task.remote(dataset, shard_cfg, ks, group, expected, rebuild): group for group in groups}
+        groups = [todo[i::shards] for i in range(shards)]
+        where = f", on {len(nodes)} node(s) that read the dataset" if nodes else ""
+        console.print(f"features: {len(todo)} videos in {shards} Ray shards ({'1 GPU' if gpus else '1 CPU'} each{where})")
+        ext_ref = ray.put(ext)
+        pending = {}
+        for i, group in enumerate(groups):
+            options = {"scheduling_strategy": NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=False)} \
+                if nodes else {}
+            pending[task.options(**options).remote(ext_ref, shard_cfg, group)] = group
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             group = pending.pop(ready[0])
             try:
-                for e in ray.get(ready[0]):
+                features, shard_errors = ray.get(ready[0])
+                for e in shard_errors:
                     errors[e["video_id"]] = e
+                features.save_into(cache)
             except Exception as err:  # a shard that crashed or was lost: its videos are reported, the rest go on
                 reason = f"its extraction shard failed: {type(err).__name__}: {str(err).strip().splitlines()[-1][:200]}"
-                for vid in group:
-                    errors[vid] = {"video_id": vid, "path": str(dataset.videos[vid].path), "reason": reason}
+                for job in group:
+                    errors[job.video_id] = {"video_id": job.video_id, "path": str(job.path), "reason": reason}
             for _ in group:
                 bar.advance()
     finally:
@@ -490,17 +497,38 @@ def _extract_sharded(dataset, fcfg: FeatureConfig, ks: list[float], todo: list[_
             done[job.video_id] = again
         else:
             errors[job.video_id] = {"video_id": job.video_id, "path": str(job.path),
-                                    "reason": "not in the feature cache after its shard finished (cache_dir not shared?)"}
+                                    "reason": "not in the feature cache after its shard returned"}
 
 
-def _extract_shard(dataset, fcfg: FeatureConfig, ks: list[float], video_ids: list[str], expected: dict[str, str],
-                   rebuild: bool) -> list[dict]:
-    """One Ray task: extract `video_ids` into the shared cache; returns the errors (the latents are in the cache)."""
-    ext = get_extractors(dataset, fcfg)
-    if ext.fingerprints != expected:
-        raise WeightsError(f"shard weights {ext.fingerprints} differ from the driver's {expected}")
-    tables = extract_variants(dataset, fcfg, ks, video_ids=video_ids, progress=False, rebuild=rebuild, extractors=ext)
-    return tables[1.0].errors
+@dataclass
+class ShardFeatures:
+    """What a shard computed, in the cache's own terms, to be saved by the driver (FeatureCache's
+    save_visual / save_audio signatures: the shard's extraction code writes here instead of a cache)."""
+    visual: dict[str, VisualEntry] = field(default_factory=dict)  # video key -> merged per-frame features
+    audio: list[tuple] = field(default_factory=list)  # (video key, k, embedding, has_audio, frames)
+
+    def save_visual(self, vkey: str, entry: VisualEntry) -> None:
+        self.visual[vkey] = entry
+
+    def save_audio(self, vkey: str, k: float, embedding: np.ndarray, has_audio: bool, frames: int) -> None:
+        self.audio.append((vkey, k, embedding, has_audio, frames))
+
+    def save_into(self, cache: FeatureCache) -> None:
+        for vkey, entry in self.visual.items():
+            cache.save_visual(vkey, entry)
+        for row in self.audio:
+            cache.save_audio(*row)
+
+
+def _extract_shard(ext: Extractors, fcfg: FeatureConfig, todo: list[_Job]) -> tuple[ShardFeatures, list[dict]]:
+    """One Ray task: extract `todo` (planned against the driver's cache) with the driver's extractors,
+    on this node's device; returns the features and the errors. Writes nothing on this node."""
+    device = pick_device(fcfg.device)
+    ext = dataclasses.replace(ext, inception=ext.inception.to(device), audio=ext.audio.to(device), device=device)
+    features, done, errors = ShardFeatures(), {}, {}
+    with _ProgressBar(False, len(todo)) as bar:
+        _extract_here(todo, ext, features, fcfg, done, errors, bar)
+    return features, list(errors.values())
 
 
 def _tables(ids, done, errors, ks, fcfg, ext) -> dict[float, LatentTable]:

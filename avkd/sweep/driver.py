@@ -14,7 +14,7 @@ resumes where it stopped and a finished one reruns in seconds.
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import time
 import traceback
@@ -26,6 +26,8 @@ from rich.console import Console
 
 from avkd.config import SweepConfig, config_hash, load_sweep
 from avkd.errors import AvkdError
+from avkd.sweep.cluster import trial_resources
+from avkd.sweep.inputs import build_inputs, share
 from avkd.sweep.plan import TUNE, SweepContext, TrialSpec, plan_trials
 from avkd.sweep.trial import run_trial
 from trackers import schema
@@ -55,35 +57,6 @@ def _load_dataset(cfg: SweepConfig):
     return load_dataset(cfg)
 
 
-def _write_trial_inputs(cfg: SweepConfig, dataset, tables: dict, work: Path) -> tuple[Path, dict[str, str]]:
-    """Captions + vocab + per-split video lists (only videos with features in every variant), and latent files."""
-    bad = set()
-    for table in tables.values():
-        bad |= {e["video_id"] for e in table.errors}
-    have = set.intersection(*(set(t.video_ids) for t in tables.values()))
-    splits = {s: [v.video_id for v in dataset.split(s) if v.video_id in have and v.video_id not in bad]
-              for s in ("train", "validate", "test")}
-    for s, vids in splits.items():
-        if not vids:
-            raise AvkdError(f"dataset split '{s}' has no videos with features (see the extraction errors above)")
-    vocab = dataset.build_vocab(cfg.dataset.min_count)
-    keep = set().union(*splits.values())
-    meta = {"vocab": vocab.words, "splits": splits,
-            "videos": {v.video_id: {"captions": v.captions, "tokens": v.tokens}
-                       for v in dataset.videos.values() if v.video_id in keep}}
-    work.mkdir(parents=True, exist_ok=True)
-    inputs = work / "inputs.json"
-    tmp = inputs.with_suffix(".tmp")
-    tmp.write_text(json.dumps(meta))
-    os.replace(tmp, inputs)
-    latents = {}
-    for k, table in tables.items():
-        path = work / f"latents-k{k:g}.npz"
-        table.save(path)
-        latents[f"{k:g}"] = str(path)
-    return inputs, latents
-
-
 def _weights_tags(tables: dict) -> dict[str, str]:
     """avkd.weights + avkd.weights_detail (schema.weights_tags), with one loud line unless all are pretrained."""
     tags = schema.weights_tags(next(iter(tables.values())).weights)
@@ -110,6 +83,12 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
     dataset = _load_dataset(cfg)
     dataset_fp = dataset.fingerprint()
     uri = mt.resolve_tracking_uri(cfg.tracking.uri)
+    extraction_nodes = None
+    if os.environ.get("RAY_ADDRESS"):  # a cluster: one tracking server for all nodes, each node checked
+        from avkd.sweep.cluster import check_cluster
+
+        _ray_init()
+        extraction_nodes = check_cluster(uri, dataset, console)
     experiment = cfg.tracking.experiment or cfg.name
     exp_id = mt.ensure_experiment(uri, experiment)
     stale = mt.mark_stale_runs(uri, exp_id)
@@ -132,9 +111,8 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
         t0 = time.time()
         guide_ks = {g.k for key in cfg.grid.losses for g in methods.get(key).guide_trials(cfg)}
         ks = sorted({1.0, *cfg.grid.ks, *guide_ks})
-        if os.environ.get("RAY_ADDRESS"):
-            _ray_init()  # on a cluster, extraction runs as sharded Ray tasks (see features.shards)
-        tables = extract_variants(dataset, cfg.features, ks)
+        # on a cluster (Ray started above), extraction runs as sharded Ray tasks (see features.shards)
+        tables = extract_variants(dataset, cfg.features, ks, nodes=extraction_nodes)
         errors = {f"{k:g}": t.errors for k, t in tables.items()}
         parent.log_dict({"errors": errors, "no_audio": {f"{k:g}": t.no_audio for k, t in tables.items()}},
                         schema.ARTIFACT_EXTRACTION_ERRORS)
@@ -142,7 +120,7 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
         parent.set_tags(weight_tags)
         weights = weight_tags[schema.WEIGHTS]
         parent.log_metrics({"time/features_s": time.time() - t0})
-        inputs_file, latents = _write_trial_inputs(cfg, dataset, tables, work)
+        sweep_inputs = build_inputs(dataset, cfg.dataset.min_count, tables)
 
         # 4. Table II timing, with nothing else competing for the cores
         if cfg.grid.timing.enabled:
@@ -152,7 +130,7 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
         ctx = SweepContext(
             config=cfg.to_dict(), sweep_file=str(sweep_file), sweep_name=cfg.name,
             tracking_uri=uri, experiment_id=exp_id, parent_run_id=parent.run_id,
-            inputs_file=str(inputs_file), latents=latents, trials_dir=str(work / "trials"),
+            inputs=sweep_inputs, trials_dir=str(work / "trials"),
             cpus_per_trial=cfg.resources.cpu, weights=weights, weights_detail=weight_tags[schema.WEIGHTS_DETAIL], dataset_fingerprint=dataset_fp,
             git_commit=mt.git_commit(), extraction_errors=errors,
         )
@@ -160,6 +138,7 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
         done = mt.finished_runs_by_hash(uri, exp_id)
         t0 = time.time()
         _ray_init()
+        ctx = dataclasses.replace(ctx, inputs=share(sweep_inputs))  # into Ray's object store, once
         try:
             # Each phase runs the trials whose teacher and guides finished in the phases before.
             _run_phase("teachers", teachers, ctx, cfg, done, outcome)
@@ -262,7 +241,7 @@ def _run_phase(phase: str, specs: list[TrialSpec], ctx: SweepContext, cfg: Sweep
                   f"{cfg.resources.max_concurrent_trials} at a time)")
     # The Ray boundary: specs and context cross it as plain dicts.
     trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx.to_dict()),
-                                    {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu})
+                                    trial_resources(cfg.resources.cpu, cfg.resources.gpu))
     if search is None:
         param_space = {"trial": tune.grid_search([s.to_dict() for s in todo])}
         tune_config = tune.TuneConfig(max_concurrent_trials=cfg.resources.max_concurrent_trials, reuse_actors=True,

@@ -61,16 +61,16 @@ class TrialSpec:
 
 @dataclass(frozen=True)
 class SweepContext:
-    """What every trial of one sweep invocation shares (absolute paths: Ray changes trials' working directory)."""
+    """What every trial of one sweep invocation shares. No path on the driver's disk reaches a trial:
+    its inputs come from Ray's object store (`inputs`), checkpoints from the tracking store."""
     config: dict[str, Any]  # the resolved sweep config (re-validated in the trial)
     sweep_file: str
     sweep_name: str
     tracking_uri: str
     experiment_id: str
     parent_run_id: str
-    inputs_file: str  # captions, vocabulary and split lists written by the driver
-    latents: dict[str, str]  # f"{k:g}" -> latent table file
-    trials_dir: str  # <runs>/<sweep>/trials/<config hash>/best.pt ...
+    inputs: Any  # a Ray ObjectRef of avkd.sweep.inputs.SweepInputs (captions, vocabulary, latent tables)
+    trials_dir: str  # <runs>/<sweep>/trials on the driver (its Optuna studies); trials never write there
     cpus_per_trial: float
     weights: str
     dataset_fingerprint: str
@@ -79,7 +79,8 @@ class SweepContext:
     weights_detail: str = ""  # schema.WEIGHTS_DETAIL, e.g. "inception=random,cnn14=random"
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Field by field, not dataclasses.asdict: that would deep-copy the ObjectRef in `inputs`."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SweepContext":

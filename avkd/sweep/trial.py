@@ -1,19 +1,22 @@
 """One trial (teacher, blind baseline, guide, student or tuning trial), as run inside a Ray worker.
 
-The driver hands every trial the same read-only SweepContext (absolute paths: Ray changes the working
-directory of trials) plus the trial's own TrialSpec, both as plain dicts (avkd/sweep/plan.py). A trial reads its latent vectors and captions from
-files the driver wrote, trains, evaluates, and logs one nested MLflow run. The MLflow run is
-always closed in `finally` (inside RunLogger), so one failed trial cannot break the sweep.
+The driver hands every trial the same read-only SweepContext plus the trial's own TrialSpec, both as
+plain dicts (avkd/sweep/plan.py). Nothing is read from the driver's disk, so a trial runs on any node
+of a cluster: its latent vectors and captions come from Ray's object store (avkd/sweep/inputs.py), the
+checkpoints of its teacher and guides from the tracking store (avkd/sweep/checkpoints.py), and it
+writes only into its own scratch folder in the node's temp dir (removed when it ends). It trains,
+evaluates, and logs one nested MLflow run. The MLflow run is always closed in `finally` (inside
+RunLogger), so one failed trial cannot break the sweep.
 """
 from __future__ import annotations
 
 import math
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from avkd.config import SweepConfig, parse_sweep
@@ -41,38 +44,12 @@ def apply_overrides(cfg: SweepConfig, overrides: dict[str, Any]) -> SweepConfig:
 
 
 def load_trial_inputs(ctx: SweepContext, spec: TrialSpec):
-    """Build TrialInputs from the files the driver wrote (captions JSON + one latent table per k)."""
-    import json
-
-    from avkd.data.vocab import Vocabulary
-    from avkd.features.extract import LatentTable
-    from avkd.training.data import Split, TrialInputs
-
-    meta = json.loads(Path(ctx.inputs_file).read_text())
-    vocab = Vocabulary(meta["vocab"])
-    splits: dict[str, list[str]] = meta["splits"]  # only videos with features in every variant
-
-    def variant(k: float, blind: bool = False) -> dict[str, Split]:
-        table = LatentTable.load(ctx.latents[f"{k:g}"])
-        row = {vid: i for i, vid in enumerate(table.video_ids)}
-        out = {}
-        for split, vids in splits.items():
-            idx = [row[v] for v in vids]
-            audio, visual = table.audio[idx], table.visual[idx]
-            if blind:  # the blind baseline: same decoder, latent vectors replaced by zeros
-                audio, visual = np.zeros_like(audio), np.zeros_like(visual)
-            out[split] = Split(video_ids=list(vids), audio=audio, visual=visual)
-        return out
+    """TrialInputs of this trial from the sweep's inputs in Ray's object store (avkd/sweep/inputs.py)."""
+    from avkd.sweep.inputs import fetch, trial_inputs
 
     # A trial with a teacher is distilled from it (k = 1 features); one without is trained on captions alone.
-    return TrialInputs(
-        vocab=vocab,
-        captions={v: m["tokens"] for v, m in meta["videos"].items()},
-        references={v: m["captions"] for v, m in meta["videos"].items()},
-        features=variant(spec.k, blind=spec.role == BLIND),
-        teacher_features=variant(1.0) if spec.teacher is not None else None,
-        guide_features={g.name: variant(g.k) for g in spec.guides},
-    )
+    return trial_inputs(fetch(ctx.inputs), spec.k, blind=spec.role == BLIND, with_teacher=spec.teacher is not None,
+                        guide_ks={g.name: g.k for g in spec.guides})
 
 
 def _fault_armed(spec: TrialSpec, kind: str) -> bool:
@@ -118,8 +95,8 @@ def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
     cfg = apply_overrides(parse_sweep(ctx.config, ctx.sweep_file), overrides)
     torch.set_num_threads(max(1, int(ctx.cpus_per_trial)))
 
-    out_dir = Path(ctx.trials_dir) / spec.config_hash
-    out_dir.mkdir(parents=True, exist_ok=True)
+    scratch = tempfile.TemporaryDirectory(prefix=f"avkd-trial-{spec.config_hash[:16]}-")  # on this node
+    out_dir = Path(scratch.name)
     tags = {
         schema.ROLE: spec.role,
         schema.K: f"{spec.k:g}",
@@ -139,7 +116,7 @@ def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
         tags[schema.GUIDE] = spec.guide
     reporting_to_tune = spec.role == TUNE
     started = time.time()
-    with RunLogger(ctx.tracking_uri, ctx.experiment_id, spec.name, tags,
+    with scratch, RunLogger(ctx.tracking_uri, ctx.experiment_id, spec.name, tags,
                    params={**cfg.flat(), **{f"tune.{k}": v for k, v in overrides.items()}},
                    parent_run_id=ctx.parent_run_id) as run:
         resolved = {"trial": spec.to_dict(), "overrides": overrides, "config": cfg.to_dict()}
@@ -195,8 +172,11 @@ def _train(cfg: SweepConfig, ctx: SweepContext, spec: TrialSpec, inputs, out_dir
     if spec.teacher is None:
         return run_teacher(cfg, inputs, seed=spec.seed, out_dir=out_dir, log=log, blind=spec.role == BLIND,
                            modality=spec.modality)
-    trials = Path(ctx.trials_dir)
-    return run_student(cfg, inputs, spec.method, trials / spec.teacher / "best.pt", seed=spec.seed, out_dir=out_dir,
+    from avkd.sweep.checkpoints import download_checkpoints
+
+    needed = {"teacher": spec.teacher, **{f"guide-{g.name}": g.hash for g in spec.guides}}
+    ckpts = download_checkpoints(ctx.tracking_uri, ctx.experiment_id, needed, out_dir / "learns-from")
+    return run_student(cfg, inputs, spec.method, ckpts["teacher"], seed=spec.seed, out_dir=out_dir,
                        log=log, evaluate_test=spec.role != TUNE,
-                       guide_checkpoints={g.name: trials / g.hash / "best.pt" for g in spec.guides},
+                       guide_checkpoints={g.name: ckpts[f"guide-{g.name}"] for g in spec.guides},
                        guide=spec.guide)

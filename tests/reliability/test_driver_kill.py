@@ -37,10 +37,10 @@ def _during_training(tmp: Path, uri: str, sweep: H.Sweep):
 
 
 def _during_evaluation(tmp: Path, uri: str, sweep: H.Sweep):
-    """A trial saved its best checkpoint (training done) and has not yet written its test captions."""
-    trials = tmp / "runs" / "tiny" / "trials"
+    """A trial saved its best checkpoint (training done) and has not yet written its test captions
+    (in its scratch folder, avkd-trial-* in the temp dir the test gives the sweep)."""
     return any((d / "best.pt").exists() and not (d / "test_captions.json").exists()
-               for d in (trials.iterdir() if trials.exists() else []))
+               for d in (tmp / "scratch").glob("avkd-trial-*"))
 
 
 KILL_POINTS = {"extraction": _during_extraction, "training": _during_training, "evaluation": _during_evaluation}
@@ -63,7 +63,8 @@ def test_driver_killed_then_rerun_resumes(point, tiny_corpus, tmp_path, tmp_path
     sweep_file = H.write_sweep(tmp_path, tiny_corpus, uri, cache_dir=cache, ks=[0.2], losses=["rep+ce"],
                                blind=False)
     ray_tmp = H.ray_tmpdir()
-    env = H.sweep_env(ray_tmp)
+    (tmp_path / "scratch").mkdir()
+    env = H.sweep_env(ray_tmp, TMPDIR=str(tmp_path / "scratch"))  # where the trials' scratch folders go
     sweep = H.start_sweep(sweep_file, tmp_path, env, name="killed")
     try:
         H.wait_until(f"the {point} kill point", lambda: KILL_POINTS[point](tmp_path, uri, sweep), sweep,

@@ -34,9 +34,12 @@ def test_worker_node_lost_mid_sweep(tiny_corpus, tmp_path, tmp_path_factory, mon
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     worker = cluster.add_node(num_cpus=1)
+    # A cluster of several nodes logs into a tracking server (a SQLite file is refused there).
+    server = H.MlflowServer(tmp_path)
     sweep = None
     try:
-        uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+        server.start()
+        uri = server.uri
         sweep_file = H.write_sweep(tmp_path, tiny_corpus, uri, cache_dir=cache, ks=[0.2], losses=["rep", "rep+ce"],
                                    blind=False, resources={"max_failures": 1, "max_concurrent_trials": 2})
         sweep = H.start_sweep(sweep_file, tmp_path, H.sweep_env(ray_tmp, RAY_ADDRESS=cluster.address))
@@ -67,6 +70,7 @@ def test_worker_node_lost_mid_sweep(tiny_corpus, tmp_path, tmp_path_factory, mon
     finally:
         if sweep is not None:
             H.stop_session(sweep.proc.pid)
+        server.stop()
         cluster.shutdown()
         H.remove_ray_tmp(ray_tmp)
 

@@ -44,12 +44,13 @@ def test_tracking_server_restart_mid_sweep(tiny_corpus, tmp_path, tmp_path_facto
         uri = server.uri
         sweep_file = H.write_sweep(tmp_path, tiny_corpus, uri, cache_dir=cache, ks=[0.2], losses=["rep", "rep+ce"],
                                    blind=False)
-        env = H.sweep_env(ray_tmp)
+        scratch = tmp_path / "scratch"  # the trials' scratch folders (avkd-trial-*) go to this TMPDIR
+        scratch.mkdir()
+        env = H.sweep_env(ray_tmp, TMPDIR=str(scratch))
         sweep = H.start_sweep(sweep_file, tmp_path, env)
-        trials = tmp_path / "runs" / "tiny" / "trials"
         H.wait_until("the teacher evaluating", lambda: any(
             (d / "best.pt").exists() and not (d / "test_captions.json").exists()
-            for d in (trials.iterdir() if trials.exists() else [])), sweep, timeout=300, every=0.2)
+            for d in scratch.glob("avkd-trial-*")), sweep, timeout=300, every=0.2)
         server.kill()
         killed_at = time.time()
         time.sleep(DOWN_S)
