@@ -39,6 +39,10 @@ DECODE_S_PER_VIDEO = "decode_s_per_video"  # beam-search seconds per test video:
 
 TEST_PREFIX = "test/"  # test/bleu_1 ... test/spice (absent when unavailable), test/score
 TEST_SCORE = TEST_PREFIX + SCORE
+# Grounded attribute accuracy (avkd/evaluation/attributes.py) per group: test/attr/visual_static, ...
+# (only on datasets that store attributes; per video in per_video_scores.csv as attr/<group>).
+ATTR_PREFIX = "attr/"
+TEST_ATTR_PREFIX = TEST_PREFIX + ATTR_PREFIX
 VAL_PREFIX = "val/"  # per-epoch validation curves: val/cider, val/bleu_4, ...
 TRAIN_PREFIX = "train/"  # per-epoch training curves: train/loss, train/ce, train/rep_l1, ...
 TRIAL_TIME_S = "trial_time_s"  # Ray Tune result of a trial: its wall time
@@ -124,4 +128,5 @@ ARTIFACT_TRACEBACK = "traceback.txt"  # for FAILED trials
 ARTIFACT_TIMING = "timing.json"  # timing runs: the whole benchmark result
 ARTIFACT_SWEEP_FILE = "sweep.yaml"  # sweep run: the sweep file as written
 ARTIFACT_DATASET_ISSUES = "dataset_issues.json"  # sweep run: annotation problems the loader skipped
+ARTIFACT_SUMMARY = "summary.json"  # sweep run: Table I's intervals, Diff bootstrap, attribute accuracy (score.summarize)
 ARTIFACT_OUTCOME = "outcome.json"  # sweep run: finished / skipped / failed / not-run trials
