@@ -70,7 +70,8 @@ def _write_trial_inputs(cfg: SweepConfig, dataset, tables: dict, work: Path) -> 
     keep = set().union(*splits.values())
     meta = {"vocab": vocab.words, "splits": splits,
             "videos": {v.video_id: {"captions": v.captions, "tokens": v.tokens}
-                       for v in dataset.videos.values() if v.video_id in keep}}
+                       for v in dataset.videos.values() if v.video_id in keep},
+            "attributes": _test_attributes(cfg, splits["test"])}
     work.mkdir(parents=True, exist_ok=True)
     inputs = work / "inputs.json"
     tmp = inputs.with_suffix(".tmp")
@@ -82,6 +83,15 @@ def _write_trial_inputs(cfg: SweepConfig, dataset, tables: dict, work: Path) -> 
         table.save(path)
         latents[f"{k:g}"] = str(path)
     return inputs, latents
+
+
+def _test_attributes(cfg: SweepConfig, test: list[str]) -> dict[str, dict] | None:
+    """The test videos' stored attributes (grounded attribute accuracy); None when the dataset has none."""
+    from avkd.data.load import dataset_root
+    from avkd.evaluation.attributes import load_attributes
+
+    stored = load_attributes(dataset_root(cfg))
+    return None if stored is None else {v: stored[v] for v in test if v in stored}
 
 
 def _weights_tags(tables: dict) -> dict[str, str]:

@@ -72,6 +72,7 @@ def load_trial_inputs(ctx: SweepContext, spec: TrialSpec):
         features=variant(spec.k, blind=spec.role == BLIND),
         teacher_features=variant(1.0) if spec.teacher is not None else None,
         guide_features={g.name: variant(g.k) for g in spec.guides},
+        attributes=meta.get("attributes"),
     )
 
 

@@ -35,6 +35,8 @@ class TrialInputs:
     teacher_features: dict[str, Split] | None = None  # students: the teacher variant, same video order
     # Methods: the variant each extra guide (e.g. "audio", "mentor") was trained on, same video order.
     guide_features: dict[str, dict[str, Split]] = field(default_factory=dict)
+    # Each test video's true attributes (corpus v2 stores them; None on MSR-VTT): attribute accuracy.
+    attributes: dict[str, dict] | None = None
 
 
 @dataclass
