@@ -227,6 +227,9 @@ class GridConfig:
     losses: list[str] = field(default_factory=lambda: ["rep", "rep+ce"])
     seeds: list[int] = field(default_factory=lambda: [0])
     blind: bool = True  # also train the blind baseline (latent vectors replaced by zeros)
+    # Also train an audio-only and a visual-only teacher (Table I's modality rows); the same trials as
+    # multi_teacher's extra teachers "audio" and "visual", so a sweep with both trains them once.
+    modality_teachers: bool = True
     timing: TimingConfig = field(default_factory=TimingConfig)
 
 

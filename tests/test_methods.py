@@ -425,6 +425,7 @@ def test_rep_and_rep_ce_keep_their_trial_identity():
 # audio_time_pool, simpf_renorm) then changed them once, on purpose (README: "Trial identity"). A
 # change here means every finished run of every user is retrained: make it deliberately.
 TINY_HASHES = {"teacher-s0": "25256a308a9dd3c4", "blind-s0": "41ca29249a3b3136",
+               "guide-audio-k1-s0": "58a274d2e836c5ba", "guide-visual-k1-s0": "252cbc914eea1dd6",  # modality rows
                "student-k0.2-rep-s0": "fc107659e86fb88e", "student-k0.2-rep+ce-s0": "a649d4afe93c73a0",
                "student-k0.6-rep-s0": "a44208c32b045d22", "student-k0.6-rep+ce-s0": "3ad540bdd2f80e9b"}
 
@@ -451,7 +452,8 @@ def test_trial_spec_round_trips_through_a_plain_dict():
 
 
 def test_guide_trials_and_student_guides():
-    cfg = parse_sweep({"name": "x", "grid": {"ks": [0.2], "losses": ["rep+ce", "multi_teacher", "multi_stage"]},
+    cfg = parse_sweep({"name": "x", "grid": {"ks": [0.2], "losses": ["rep+ce", "multi_teacher", "multi_stage"],
+                                             "modality_teachers": False},
                        "distill": {"methods": {"multi_teacher": {"teachers": [{"modality": "audio"},
                                                                               {"modality": "av", "k": 0.6}]}}}})
     first, middle, students = plan_trials(cfg, "fp")
@@ -467,3 +469,18 @@ def test_guide_trials_and_student_guides():
     assert by_method["rep+ce"].guides == () and by_method["rep+ce"].needs == {teacher.config_hash}
     assert by_method["multi_stage"].needs == {teacher.config_hash, middle[0].config_hash}
     assert {g.k for m in cfg.grid.losses for g in methods.get(m).guide_trials(cfg)} == {1.0, 0.6, 0.9}
+
+
+def test_modality_rows_are_multi_teachers_extra_teachers_trained_once():
+    """grid.modality_teachers (default on) plans the audio-only and visual-only teachers as the same
+    guide trials multi_teacher uses, so a sweep with both trains each once, and its students point at them."""
+    grid = {"ks": [0.2], "losses": ["rep+ce", "multi_teacher"], "seeds": [0, 1]}
+    first, _, students = plan_trials(parse_sweep({"name": "x", "grid": grid}), "fp")
+    guides = [s for s in first if s.role == "guide"]
+    assert sorted(s.name for s in guides) == ["guide-audio-k1-s0", "guide-audio-k1-s1",
+                                              "guide-visual-k1-s0", "guide-visual-k1-s1"]
+    assert len({s.config_hash for s in first}) == len(first)
+    mt = [s for s in students if s.method == "multi_teacher" and s.seed == 1][0]
+    assert {g.hash for g in mt.guides} == {s.config_hash for s in guides if s.seed == 1}
+    off, _, _ = plan_trials(parse_sweep({"name": "x", "grid": {**grid, "losses": ["rep+ce"], "modality_teachers": False}}), "fp")
+    assert [s.role for s in off] == ["teacher", "blind", "teacher", "blind"]

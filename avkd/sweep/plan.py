@@ -12,6 +12,7 @@ from typing import Any
 from avkd.config import SweepConfig, config_hash
 
 TEACHER, BLIND, GUIDE, STUDENT, TUNE = "teacher", "blind", "guide", "student", "tune"
+MODALITY_TEACHERS = ("audio", "visual")  # single-modality teachers (guide trials named after their modality)
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,9 @@ def plan_trials(cfg: SweepConfig, dataset_fp: str) -> tuple[list[TrialSpec], lis
         first.append(teacher)
         if cfg.grid.blind:
             first.append(_with_hash(cfg, TrialSpec(BLIND, 1.0, "ce", seed), dataset_fp))
+        if cfg.grid.modality_teachers:  # Table I's modality rows: multi_teacher's extra-teacher trials
+            first += [_with_hash(cfg, TrialSpec(GUIDE, 1.0, "ce", seed, guide=m, modality=m), dataset_fp)
+                      for m in MODALITY_TEACHERS]
         guide_refs: dict[tuple[str, str], GuideRef] = {}  # (method, guide name) -> its trial
         for key in cfg.grid.losses:
             for g in methods.get(key).guide_trials(cfg):
@@ -165,4 +169,12 @@ def plan_trials(cfg: SweepConfig, dataset_fp: str) -> tuple[list[TrialSpec], lis
                 refs = tuple(guide_refs[key, g.name] for g in methods.get(key).guide_trials(cfg))
                 students.append(_with_hash(cfg, TrialSpec(STUDENT, float(k), key, seed, teacher=teacher.config_hash,
                                                           guides=refs), dataset_fp))
-    return first, middle, students
+    return _unique(first), _unique(middle), students
+
+
+def _unique(specs: list[TrialSpec]) -> list[TrialSpec]:
+    """One spec per config hash: a trial two users need (a modality row, multi_teacher) is trained once."""
+    seen: dict[str, TrialSpec] = {}
+    for s in specs:
+        seen.setdefault(s.config_hash, s)
+    return list(seen.values())
