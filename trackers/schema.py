@@ -23,6 +23,7 @@ SCORE_METRICS = "avkd.score_metrics"  # comma-separated metrics that test/score 
 ERROR = "avkd.error"  # FAILED runs: "<ExceptionType>: <first line of the message>" (full text in traceback.txt)
 TRIAL_ROLES = ("teacher", "student", "blind")  # the runs Table I is built from
 GUIDE = "avkd.guide"  # guide trials: which guide (e.g. audio-k1, mentor-k0.9)
+MODALITY_GUIDES = ("audio", "visual")  # guide trials that are single-modality teachers: Table I's modality rows
 TUNED = "avkd.tuned"  # "true" on a trial whose settings came from an Optuna search (its best, re-run)
 FAILED_TRIALS = "avkd.failed_trials"  # sweep run: comma-separated names of the trials that failed
 PARENT = "mlflow.parentRunId"

@@ -193,15 +193,17 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
                             "trials/skipped": len(outcome.skipped), "trials/failed": len(outcome.failed)})
         parent.log_dict(outcome.__dict__, schema.ARTIFACT_OUTCOME)
 
-        # 6. tables and report
-        if build_report:
-            try:
-                from reports.build import build_report as _build
+        # 6. the summary artifact (Table I's intervals: the numbers a notebook reads), tables and report
+        try:
+            from reports.build import load_report, write_report
 
-                out = _build(uri, sweep_run_id=parent.run_id, out=str(_abs(report_out)))
+            report = load_report(uri, sweep_run_id=parent.run_id)
+            parent.log_dict(report.table1.summary, schema.ARTIFACT_SUMMARY)
+            if build_report:
+                out = write_report(report, out=str(_abs(report_out)))
                 console.print(f"[bold]>> report[/]: {out}")
-            except AvkdError as err:
-                console.print(f"[red]report not built: {err}[/]")
+        except AvkdError as err:
+            console.print(f"[red]summary/report not built: {err}[/]")
         if outcome.failed:
             parent.set_tags({schema.FAILED_TRIALS: ",".join(sorted(outcome.failed))[:5000]})
     _print_summary(outcome, time.time() - t_start)

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from avkd.config import SweepConfig, config_hash
+from trackers import schema
 
 TEACHER, BLIND, GUIDE, STUDENT, TUNE = "teacher", "blind", "guide", "student", "tune"
-MODALITY_TEACHERS = ("audio", "visual")  # single-modality teachers (guide trials named after their modality)
+MODALITY_TEACHERS = schema.MODALITY_GUIDES  # single-modality teachers (guide trials named after their modality)
 
 
 @dataclass(frozen=True)
