@@ -1,6 +1,7 @@
 """Distillation methods (fused_to_modal, multi_teacher, multi_stage) and early exit: losses on
 hand-made tensors (each method's default against a hand-computed value), which parameters each
 trains, the aggregation unit, exit heads and thresholds, load-time checks and trial identities."""
+import dataclasses
 import json
 import math
 
@@ -484,3 +485,28 @@ def test_modality_rows_are_multi_teachers_extra_teachers_trained_once():
     assert {g.hash for g in mt.guides} == {s.config_hash for s in guides if s.seed == 1}
     off, _, _ = plan_trials(parse_sweep({"name": "x", "grid": {**grid, "losses": ["rep+ce"], "modality_teachers": False}}), "fp")
     assert [s.role for s in off] == ["teacher", "blind", "teacher", "blind"]
+
+
+def test_tuned_teacher_and_blind_are_what_students_learn_from():
+    """Fair tuning: plan_trials with the teacher's and blind baseline's best settings swaps in their tuned
+    re-runs (own hash, tag avkd.tuned), and every student and mentor is distilled from the tuned teacher."""
+    from avkd.sweep.plan import tuned_spec
+    from avkd.sweep.tune import CAPTION_ONLY_PARAMS, STUDENT_PARAMS
+
+    cfg = parse_sweep({"name": "x", "grid": {"ks": [0.2], "losses": ["rep+ce", "multi_stage"], "seeds": [0, 1]},
+                       "tune": {"num_samples": 2}})
+    plain, plain_mid, plain_students = plan_trials(cfg, "fp")
+    best = {"teacher": {"decoder_dropout": 0.2}, "blind": {"decoder_dropout": 0.4}}
+    first, middle, students = plan_trials(cfg, "fp", best)
+    by_name = {s.name: s for s in first}
+    for seed in (0, 1):
+        old = next(s for s in plain if s.name == f"teacher-s{seed}")
+        new = by_name[f"teacher-s{seed}"]
+        assert new == tuned_spec(old, best["teacher"]) and new.tuned and new.config_hash != old.config_hash
+        assert by_name[f"blind-s{seed}"].overrides == {"decoder_dropout": 0.4}
+        assert all(s.teacher == new.config_hash for s in students + middle if s.seed == seed)
+    assert not by_name["guide-audio-k1-s0"].tuned  # modality rows are not tuned
+    assert {s.config_hash for s in students}.isdisjoint(s.config_hash for s in plain_students)
+    assert set(CAPTION_ONLY_PARAMS) < set(STUDENT_PARAMS)
+    tune_spec = dataclasses.replace(new, role="tune", tunes="blind")
+    assert tune_spec.name == "tune-blind-s1" and TrialSpec.from_dict(tune_spec.to_dict()) == tune_spec

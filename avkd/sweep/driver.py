@@ -171,6 +171,11 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
         t0 = time.time()
         _ray_init()
         try:
+            if cfg.tune is not None:  # fair tuning: the teacher and blind baseline get the students' budget first
+                from avkd.sweep.tune import tune_references
+
+                tuned = tune_references(cfg, teachers, ctx, done, outcome, _run_phase, console)
+                teachers, guides, students = plan_trials(cfg, dataset_fp, tuned)
             # Each phase runs the trials whose teacher and guides finished in the phases before.
             _run_phase("teachers", teachers, ctx, cfg, done, outcome)
             unusable = {s.config_hash for s in teachers if s.name in outcome.failed}

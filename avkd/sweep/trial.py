@@ -69,7 +69,7 @@ def load_trial_inputs(ctx: SweepContext, spec: TrialSpec):
         vocab=vocab,
         captions={v: m["tokens"] for v, m in meta["videos"].items()},
         references={v: m["captions"] for v, m in meta["videos"].items()},
-        features=variant(spec.k, blind=spec.role == BLIND),
+        features=variant(spec.k, blind=BLIND in (spec.role, spec.tunes)),
         teacher_features=variant(1.0) if spec.teacher is not None else None,
         guide_features={g.name: variant(g.k) for g in spec.guides},
         attributes=meta.get("attributes"),
@@ -194,8 +194,8 @@ def _train(cfg: SweepConfig, ctx: SweepContext, spec: TrialSpec, inputs, out_dir
     from avkd.training.runners import run_student, run_teacher
 
     if spec.teacher is None:
-        return run_teacher(cfg, inputs, seed=spec.seed, out_dir=out_dir, log=log, blind=spec.role == BLIND,
-                           modality=spec.modality)
+        return run_teacher(cfg, inputs, seed=spec.seed, out_dir=out_dir, log=log, modality=spec.modality,
+                           blind=BLIND in (spec.role, spec.tunes), evaluate_test=spec.role != TUNE)
     trials = Path(ctx.trials_dir)
     return run_student(cfg, inputs, spec.method, trials / spec.teacher / "best.pt", seed=spec.seed, out_dir=out_dir,
                        log=log, evaluate_test=spec.role != TUNE,
