@@ -319,7 +319,9 @@ def _table1_notes(rows: list[Row], terms: list[str], teacher: Row | None, extra:
         notes.append("No FINISHED teacher run: Diff cannot be computed.")
     elif any(r.diff_ci for r in rows):
         b = summary["bootstrap"]
-        notes.append(f"Diff 95 % CI: paired bootstrap over the test videos ({b['samples']} resamples, seed {b['seed']}): "
+        videos = max(e["diff"]["videos"] for e in summary["rows"].values() if e["diff"])
+        notes.append(f"Diff 95 % CI: paired bootstrap over the {videos} test videos ({b['samples']} resamples, seed {b['seed']}"
+                     f"{'; so few videos make this interval unreliable' if videos < 20 else ''}): "
                      "each resample draws the test videos with replacement once and scores teacher and row on the "
                      "same videos, pairing seed s of the row with seed s of the teacher; the interval is the 2.5-97.5 "
                      "percentiles of the resampled Diff, computed from per-video SCOREs (per_video_scores.csv), so its "

@@ -102,3 +102,20 @@ def test_summarize_rows_intervals_diff_and_attributes():
     assert blind["attributes"] == {}  # no stored attributes: absent, not zero
     assert blind["metrics"]["score"]["half_width"] is None and blind["diff"]["diff"] == pytest.approx(0.0)
     assert not blind["diff"]["distinguishable"]
+
+
+def test_attribute_metrics_per_group_and_per_video(tiny_corpus):
+    """What a trial logs: attr/<group> means, and each video's accuracy added to its per-video row."""
+    from avkd.evaluation.attributes import GROUPS, load_attributes, oracle_caption
+    from avkd.training.evaluate import attribute_metrics
+
+    truths = load_attributes(tiny_corpus)
+    first, second = sorted(truths)[:2]
+    preds = {first: oracle_caption(truths[first]), second: "nothing at all"}
+    per_video = {first: {"cider": 1.0}, second: {"cider": 0.0}}
+    means = attribute_metrics(preds, truths, per_video)
+    assert set(means) == {f"attr/{g}" for g in GROUPS}
+    assert all(per_video[first][f"attr/{g}"] == 1.0 for g in GROUPS)  # the oracle states every attribute
+    assert per_video[second]["attr/visual_static"] == 0.0 and per_video[first]["cider"] == 1.0
+    assert means["attr/visual_static"] == 0.5
+    assert attribute_metrics(preds, None, per_video) == {}  # MSR-VTT: no columns, not zeros

@@ -94,7 +94,7 @@ def test_table1_intervals_markers_modality_rows_and_attributes(report):
     assert "Attr: visual static" in md and "Diff 95 % CI" in md
     assert "[0.0, 0.0] ≈" in md
     assert "Fewer than 3 seeds in Blind baseline † (n = 1)" in md
-    assert "not distinguishable from the teacher" in md
+    assert "not distinguishable from the teacher" in md and "over the 8 test videos" in md
 
 
 def test_tables_without_attributes_have_no_attribute_columns(report, tmp_path):
