@@ -272,6 +272,17 @@ def _add_intervals(rows: list[Row], summary: dict) -> None:
             row.distinguishable = entry["diff"]["distinguishable"]
 
 
+def _verdicts(rows: list[Row]) -> str:
+    """The Diff intervals in words: which rows score below, above, or indistinguishably from the teacher."""
+    groups: dict[str, list[str]] = {"below": [], "above": [], "not distinguishable from": []}
+    for r in rows:
+        if r.diff_ci is not None:
+            verdict = "not distinguishable from" if not r.distinguishable else ("below" if r.diff_ci[0] > 0 else "above")
+            groups[verdict].append(r.label)
+    parts = [f"{verdict} the teacher: {', '.join(labels)}" for verdict, labels in groups.items() if labels]
+    return "From the Diff intervals (not by eye): " + "; ".join(parts) + "."
+
+
 def _attribute_order(group: str) -> tuple:
     from avkd.evaluation.attributes import GROUPS
 
@@ -327,6 +338,7 @@ def _table1_notes(rows: list[Row], terms: list[str], teacher: Row | None, extra:
                      "percentiles of the resampled Diff, computed from per-video SCOREs (per_video_scores.csv), so its "
                      "centre can differ slightly from the Diff column (corpus-level metrics). ≈: not distinguishable "
                      "from the teacher (the interval contains 0).")
+        notes.append(_verdicts(rows))
     if any(r.role == "blind" for r in rows):
         notes.append("† Blind baseline: the decoder gets zero latent vectors (no audio or video), "
                      "so it shows what the language prior alone scores.")

@@ -95,6 +95,9 @@ def test_table1_intervals_markers_modality_rows_and_attributes(report):
     assert "[0.0, 0.0] ≈" in md
     assert "Fewer than 3 seeds in Blind baseline † (n = 1)" in md
     assert "not distinguishable from the teacher" in md and "over the 8 test videos" in md
+    assert ("From the Diff intervals (not by eye): below the teacher: Audio-only teacher ‡, Blind baseline †; "
+            "not distinguishable from "
+            "the teacher: L_rep student (k = 0.2).") in md
 
 
 def test_tables_without_attributes_have_no_attribute_columns(report, tmp_path):
