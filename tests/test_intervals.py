@@ -119,3 +119,10 @@ def test_attribute_metrics_per_group_and_per_video(tiny_corpus):
     assert per_video[second]["attr/visual_static"] == 0.0 and per_video[first]["cider"] == 1.0
     assert means["attr/visual_static"] == 0.5
     assert attribute_metrics(preds, None, per_video) == {}  # MSR-VTT: no columns, not zeros
+
+
+def test_bootstrap_is_undefined_when_a_resample_has_a_zero_teacher():
+    # The teacher scores 0 on one of two videos: some resamples draw only that video, where Diff is 0/0.
+    teacher, student = {"0": {"a": 0.0, "b": 1.0}}, {"0": {"a": 0.5, "b": 0.5}}
+    assert S.paired_bootstrap_diff(teacher, student, samples=200) is None
+    assert S.paired_bootstrap_diff({"0": {"a": 0.0}}, student) is None

@@ -174,7 +174,8 @@ def paired_bootstrap_diff(teacher: Mapping[str, Mapping[str, float]], other: Map
     that same draw for every seed of both models, so what varies is which videos were tested, not
     which model saw them. Diff of a replicate: (T - O) / T, T and O the means over paired seeds of
     the per-video means. Interval: the (1-c)/2 and (1+c)/2 percentiles (numpy's linear rule) of the
-    replicates. Deterministic for a given `seed`. None when no seed pairs or no common video.
+    replicates. Deterministic for a given `seed`. None when no seed pairs or no common video, and when
+    Diff is undefined in some replicate (the teacher scores 0 on every video it drew: tiny test splits).
     """
     import numpy as np
 
@@ -190,8 +191,9 @@ def paired_bootstrap_diff(teacher: Mapping[str, Mapping[str, float]], other: Map
     draws = np.random.default_rng(seed).integers(0, n, size=(samples, n))  # (B, n) video indices
     t_rep = t[:, draws].mean(axis=(0, 2))  # (B,): mean over seeds of the resampled per-video mean
     o_rep = o[:, draws].mean(axis=(0, 2))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        reps = (t_rep - o_rep) / t_rep
+    if not (t_rep > 0).all():
+        return None
+    reps = (t_rep - o_rep) / t_rep
     low, high = np.percentile(reps, [100 * (1 - confidence) / 2, 100 * (1 + confidence) / 2])
     return DiffInterval(relative_diff(float(o.mean()), float(t.mean())), float(low), float(high), seeds, n, samples)
 
