@@ -232,6 +232,10 @@ class GridConfig:
     losses: list[str] = field(default_factory=lambda: ["rep", "rep+ce"])
     seeds: list[int] = field(default_factory=lambda: [0])
     blind: bool = True  # also train the blind baseline (latent vectors replaced by zeros)
+    # Also train an audio-only and a visual-only teacher (Table I's modality rows); the same trials as
+    # multi_teacher's extra teachers "audio" and "visual", so a sweep with both trains them once.
+    modality_teachers: bool = True
+    bootstrap_samples: int = 1000  # Table I: resamples of the paired bootstrap of Diff over test videos
     timing: TimingConfig = field(default_factory=TimingConfig)
 
 
@@ -462,6 +466,7 @@ def _check_ranges(cfg: SweepConfig) -> None:
     need(cfg.decoding.max_len >= 1, "decoding.max_len", "must be >= 1")
     need(bool(cfg.grid.ks) or bool(cfg.grid.seeds), "grid", "empty grid")
     need(bool(cfg.grid.seeds), "grid.seeds", "empty: at least one seed is needed")
+    need(cfg.grid.bootstrap_samples >= 100, "grid.bootstrap_samples", "must be >= 100 (a 95 % interval needs resamples)")
     for i, k in enumerate(cfg.grid.ks):
         need(0.0 < k <= 1.0, f"grid.ks[{i}]", f"{k} is outside (0, 1]")
     need(len(set(cfg.grid.ks)) == len(cfg.grid.ks), "grid.ks", "has duplicates")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import os
 import re
 import statistics
@@ -103,7 +104,18 @@ def _as_trial(run: Run) -> Trial:
                  start_time=run.info.start_time or 0, parent=tags.get(schema.PARENT),
                  metrics={key[len(schema.TEST_PREFIX):]: value for key, value in run.data.metrics.items()
                           if key.startswith(schema.TEST_PREFIX)},
-                 error=tags.get(schema.ERROR, ""), early_exit=_early_exit_metrics(run.data.metrics))
+                 error=tags.get(schema.ERROR, ""), early_exit=_early_exit_metrics(run.data.metrics),
+                 guide=tags.get(schema.GUIDE, "") if tags[schema.ROLE] == "guide" else "",
+                 tuned=tags.get(schema.TUNED) == "true")
+
+
+def _is_table1_run(run: Run) -> bool:
+    """Teacher, student and blind runs, and the single-modality teachers (modality rows, k = 1)."""
+    tags = run.data.tags
+    role = tags.get(schema.ROLE)
+    if role == "guide":
+        return tags.get(schema.GUIDE) in schema.MODALITY_GUIDES and tags.get(schema.K) in ("1", "1.0")
+    return role in schema.TRIAL_ROLES
 
 
 def _check_tags(runs: list[Run], sweep_id: str) -> None:
@@ -136,6 +148,7 @@ def _logged_grid(sweep_run: Run) -> dict | None:
             "losses": list(ast.literal_eval(params["grid.losses"])),
             "seeds": [str(s) for s in ast.literal_eval(params["grid.seeds"])],
             "blind": params.get("grid.blind", "True") == "True",
+            "modality_teachers": params.get("grid.modality_teachers", "False") == "True",  # older sweeps had none
         }
     except (KeyError, ValueError, SyntaxError, TypeError):
         return None
@@ -148,6 +161,8 @@ def _in_grid(t: Trial, grid: dict | None) -> bool:
         return False
     if t.role == "student":
         return round(t.k, 6) in grid["ks"] and t.loss in grid["losses"]
+    if t.role == "guide":
+        return grid["modality_teachers"]
     return t.role == "teacher" or grid["blind"]
 
 
@@ -157,7 +172,7 @@ def select_trials(runs: list[Run], sweep_run: Run) -> tuple[list[Trial], list[Tr
     _check_tags(runs, sweep_id)
     ended = sweep_run.info.end_time if sweep_run.info.status != "RUNNING" else None
     grid = _logged_grid(sweep_run)
-    trials = [_as_trial(r) for r in runs if r.data.tags.get(schema.ROLE) in schema.TRIAL_ROLES]
+    trials = [_as_trial(r) for r in runs if _is_table1_run(r)]
     trials = [t for t in trials if (ended is None or t.start_time <= ended) and _in_grid(t, grid)]
     trials.sort(key=lambda t: t.start_time)  # oldest first: later ones overwrite
     notes = []
@@ -168,7 +183,7 @@ def select_trials(runs: list[Run], sweep_run: Run) -> tuple[list[Trial], list[Tr
             by_hash[t.config_hash] = t
     by_cell: dict[tuple, Trial] = {}
     for t in sorted(by_hash.values(), key=lambda t: t.start_time):
-        cell = (t.role, t.loss, round(t.k, 6), t.seed)
+        cell = (t.role, t.loss, round(t.k, 6), t.guide, t.seed)
         if cell in by_cell:
             notes.append(f"{_describe(by_cell[cell])}: superseded by the more recent run {t.run_id} "
                          f"(config hash {by_cell[cell].config_hash} → {t.config_hash}).")
@@ -182,7 +197,8 @@ def select_trials(runs: list[Run], sweep_run: Run) -> tuple[list[Trial], list[Tr
 
 
 def _describe(t: Trial) -> str:
-    who = {"teacher": "teacher", "blind": "blind baseline"}.get(t.role, f"student loss={t.loss} k={t.k:g}")
+    who = {"teacher": "teacher", "blind": "blind baseline", "guide": f"{t.guide}-only teacher"}.get(
+        t.role, f"student loss={t.loss} k={t.k:g}")
     return f"{who} seed {t.seed}"
 
 
@@ -194,18 +210,20 @@ def _run_score(metrics: dict[str, float], terms: list[str]) -> float | None:
 
 
 def _row_order(row: Row) -> tuple:
-    """The paper's order: rep students by k, rep+ce students by k, other methods by k, teacher, blind."""
+    """The paper's order: rep students by k, rep+ce students by k, other methods by k, teacher, then the
+    modality rows (audio-only, visual-only teacher) and the blind baseline."""
     if row.role == "student":
         group = {"rep": 0, "rep+ce": 1}.get(row.loss, 2)
         return (group, row.loss if group == 2 else "", row.k)
-    return (3 if row.role == "teacher" else 4, "", row.k)
+    return ({"teacher": 3, "guide": 4}.get(row.role, 5), row.guide, row.k)
 
 
-def build_table1(trials: list[Trial], missing: list[Trial], notes: list[str]) -> Table1:
+def build_table1(trials: list[Trial], missing: list[Trial], notes: list[str],
+                 bootstrap_samples: int = S.BOOTSTRAP_SAMPLES, tune_note: str | None = None) -> Table1:
     rows: dict[tuple, Row] = {}
     for kind, group in (("trials", trials), ("missing", missing)):
         for t in group:
-            row = rows.setdefault((t.role, t.loss, round(t.k, 6)), Row(t.role, t.loss, t.k))
+            row = rows.setdefault((t.role, t.loss, round(t.k, 6), t.guide), Row(t.role, t.loss, t.k, guide=t.guide))
             getattr(row, kind).append(t)
     ordered = sorted(rows.values(), key=_row_order)
     terms = S.common_terms(t.metrics for t in trials)  # one SCORE definition for the whole table
@@ -224,12 +242,53 @@ def build_table1(trials: list[Trial], missing: list[Trial], notes: list[str]) ->
     for row in ordered:
         if teacher is not None and row.mean[schema.SCORE] is not None:
             row.diff_pct = 100.0 * S.relative_diff(row.mean[schema.SCORE], teacher.mean[schema.SCORE])
+    summary = table1_summary(ordered, bootstrap_samples)
+    _add_intervals(ordered, summary)
     best = {}
     for column in COLUMNS:
         values = [round(r.mean[column], 3) for r in ordered if r.mean.get(column) is not None]
         if values:
             best[column] = max(values)
-    return Table1(ordered, terms, best, _table1_notes(ordered, terms, teacher, notes))
+    groups = sorted({g for r in ordered for g in r.attributes}, key=_attribute_order)
+    return Table1(ordered, terms, best, _table1_notes(ordered, terms, teacher, notes, summary, tune_note),
+                  summary, groups)
+
+
+def table1_summary(rows: list[Row], bootstrap_samples: int = S.BOOTSTRAP_SAMPLES) -> dict:
+    """summary.json: score.summarize over the rows' finished trials (the teacher row is Diff's reference)."""
+    trials = [S.TrialScores(row.key, t.seed, t.metrics, t.per_video) for row in rows for t in row.trials]
+    return S.summarize(trials, teacher="teacher", metrics=schema.TABLE1_METRICS, samples=bootstrap_samples)
+
+
+def _add_intervals(rows: list[Row], summary: dict) -> None:
+    """Copy the summary's t-intervals, Diff interval and attribute accuracy onto the rows."""
+    for row in rows:
+        entry = summary["rows"].get(row.key)
+        if entry is None:
+            continue
+        row.half = {m: i["half_width"] for m, i in entry["metrics"].items()}
+        row.attributes = {g: (i["mean"], i["half_width"]) for g, i in entry["attributes"].items()}
+        if entry["diff"] is not None:
+            row.diff_ci = (100.0 * entry["diff"]["low"], 100.0 * entry["diff"]["high"])
+            row.distinguishable = entry["diff"]["distinguishable"]
+
+
+def _verdicts(rows: list[Row]) -> str:
+    """The Diff intervals in words: which rows score below, above, or indistinguishably from the teacher."""
+    groups: dict[str, list[str]] = {"below": [], "above": [], "not distinguishable from": []}
+    for r in rows:
+        if r.diff_ci is not None:
+            verdict = "not distinguishable from" if not r.distinguishable else ("below" if r.diff_ci[0] > 0 else "above")
+            groups[verdict].append(r.label)
+    parts = [f"{verdict} the teacher: {', '.join(labels)}" for verdict, labels in groups.items() if labels]
+    return "From the Diff intervals (not by eye): " + "; ".join(parts) + "."
+
+
+def _attribute_order(group: str) -> tuple:
+    from avkd.evaluation.attributes import GROUPS
+
+    order = list(GROUPS)
+    return (order.index(group), "") if group in order else (len(order), group)
 
 
 def _row_early_exit(row: Row, terms: list[str]) -> list[tuple[float, float, float]]:
@@ -248,9 +307,15 @@ def _row_early_exit(row: Row, terms: list[str]) -> list[tuple[float, float, floa
     return points
 
 
-def _table1_notes(rows: list[Row], terms: list[str], teacher: Row | None, extra: list[str]) -> list[str]:
-    notes = ["Cells: mean ± sample standard deviation over the n seeds (a single value when n = 1); "
-             "bold: the best mean of each column (ties at 3 decimals are all bold)."]
+def _table1_notes(rows: list[Row], terms: list[str], teacher: Row | None, extra: list[str], summary: dict,
+                  tune_note: str | None) -> list[str]:
+    notes = ["Cells: mean ± half-width of the 95 % confidence interval over the n seeds (Student t, n − 1 degrees "
+             "of freedom): the interval is [mean − half-width, mean + half-width]. Bold: the best mean of each "
+             "column (ties at 3 decimals are all bold)."]
+    few = [f"{r.label} (n = {r.n})" for r in rows if 0 < r.n < 3]
+    if few:
+        notes.append("Fewer than 3 seeds in " + ", ".join(few) + ": with n = 1 there is no interval (the cell is a "
+                     "single run), with n = 2 the interval is very wide (t = 12.7); such rows say little about noise.")
     full = [LABELS[t] for t in S.TERMS]
     used = [LABELS[t] for t in terms]
     if used == full:
@@ -264,9 +329,30 @@ def _table1_notes(rows: list[Row], terms: list[str], teacher: Row | None, extra:
                  "the teacher). The paper's 'Diff (%)' column holds this ratio as a fraction (0.008 means 0.8 %).")
     if teacher is None:
         notes.append("No FINISHED teacher run: Diff cannot be computed.")
+    elif any(r.diff_ci for r in rows):
+        b = summary["bootstrap"]
+        videos = max(e["diff"]["videos"] for e in summary["rows"].values() if e["diff"])
+        notes.append(f"Diff 95 % CI: paired bootstrap over the {videos} test videos ({b['samples']} resamples, seed {b['seed']}"
+                     f"{'; so few videos make this interval unreliable' if videos < 20 else ''}): "
+                     "each resample draws the test videos with replacement once and scores teacher and row on the "
+                     "same videos, pairing seed s of the row with seed s of the teacher; the interval is the 2.5-97.5 "
+                     "percentiles of the resampled Diff, computed from per-video SCOREs (per_video_scores.csv), so its "
+                     "centre can differ slightly from the Diff column (corpus-level metrics). ≈: not distinguishable "
+                     "from the teacher (the interval contains 0).")
+        notes.append(_verdicts(rows))
     if any(r.role == "blind" for r in rows):
         notes.append("† Blind baseline: the decoder gets zero latent vectors (no audio or video), "
                      "so it shows what the language prior alone scores.")
+    if any(r.role == "guide" for r in rows):
+        notes.append("‡ Modality rows: a teacher trained like the audio-visual one (k = 1, L_CE) with the other "
+                     "modality's latent zeroed: what audio alone and video alone give.")
+    if any(r.attributes for r in rows):
+        notes.append("Attribute accuracy (Attr columns): the share of each clip's true attributes (stored by the "
+                     "corpus generator) that the generated caption states exactly, per group (visual static: colour, "
+                     "shape, size, count, background; audio: sound, pitch, rhythm; visual/audio event: the brief "
+                     "event or its absence); mean ± 95 % t-interval over seeds (avkd/evaluation/attributes.py).")
+    if tune_note:
+        notes.append(tune_note)
     for row in rows:
         for t in row.missing:
             reason = f": {t.error}" if t.error else ""
@@ -339,22 +425,71 @@ def add_decoding(t2: Table2, table1: Table1) -> None:
 
 # ---- assembling the report --------------------------------------------------------------------------------
 
-def _config_text(client: MlflowClient, sweep_run: Run) -> str:
-    """The sweep's resolved config: its config.yaml artifact, else its params."""
+@contextlib.contextmanager
+def _quiet_downloads():
+    """No artifact download progress bar on the terminal."""
     bar = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
     previous = os.environ.get(bar)
-    os.environ[bar] = "false"  # no download progress bar on the terminal
+    os.environ[bar] = "false"
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            return Path(client.download_artifacts(sweep_run.info.run_id, schema.ARTIFACT_CONFIG, tmp)).read_text()
-    except Exception:  # noqa: BLE001 - no artifact: fall back to the params
-        params = sweep_run.data.params
-        return "\n".join(f"{k}: {params[k]}" for k in sorted(params)) or "(the sweep run logged no config)"
+        yield
     finally:
         if previous is None:
             os.environ.pop(bar, None)
         else:
             os.environ[bar] = previous
+
+
+def _config_text(client: MlflowClient, sweep_run: Run) -> str:
+    """The sweep's resolved config: its config.yaml artifact, else its params."""
+    try:
+        with _quiet_downloads(), tempfile.TemporaryDirectory() as tmp:
+            return Path(client.download_artifacts(sweep_run.info.run_id, schema.ARTIFACT_CONFIG, tmp)).read_text()
+    except Exception:  # noqa: BLE001 - no artifact: fall back to the params
+        params = sweep_run.data.params
+        return "\n".join(f"{k}: {params[k]}" for k in sorted(params)) or "(the sweep run logged no config)"
+
+
+def _per_video(client: MlflowClient, run_id: str, folder: str) -> dict[str, dict[str, float]] | None:
+    """A trial's per_video_scores.csv as {video: {metric: value}} (None when it has none)."""
+    import csv
+
+    try:
+        path = client.download_artifacts(run_id, schema.ARTIFACT_PER_VIDEO, folder)
+    except Exception:  # noqa: BLE001 - no such artifact (older runs, hand-made stores): no bootstrap for it
+        return None
+    out = {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        for line in csv.DictReader(fh):
+            out[line["video_id"]] = {k: float(v) for k, v in line.items() if k not in ("video_id", "caption") and v}
+    return out
+
+
+def _add_per_video(client: MlflowClient, trials: list[Trial]) -> None:
+    with _quiet_downloads(), tempfile.TemporaryDirectory() as tmp:
+        for t in trials:
+            t.per_video = _per_video(client, t.run_id, tempfile.mkdtemp(dir=tmp))
+
+
+def _tune_note(sweep_run: Run) -> str | None:
+    """What the tuned rows' search was, from the sweep's params (None: no tune section)."""
+    p = sweep_run.data.params
+    if "tune.num_samples" not in p:
+        return None
+    from avkd.sweep.tune import CAPTION_ONLY_PARAMS, STUDENT_PARAMS
+
+    return (f"(tuned): the row's settings are the best of {p['tune.num_samples']} Optuna (TPE, seed "
+            f"{p.get('tune.seed', '?')}) trials of its cell, ranked on the validation split's "
+            f"{p.get('training.val_metric', '?')} (never on test) and re-run for every seed. Students searched "
+            f"{', '.join(STUDENT_PARAMS)}; the teacher and the blind baseline had the same budget over "
+            f"{', '.join(CAPTION_ONLY_PARAMS)} (the only tuned setting they have). Students learn from the tuned teacher.")
+
+
+def _bootstrap_samples(sweep_run: Run) -> int:
+    try:
+        return int(sweep_run.data.params.get("grid.bootstrap_samples", S.BOOTSTRAP_SAMPLES))
+    except ValueError:
+        return S.BOOTSTRAP_SAMPLES
 
 
 def load_report(uri: str, experiment: str | None = None, sweep_run_id: str | None = None,
@@ -366,6 +501,7 @@ def load_report(uri: str, experiment: str | None = None, sweep_run_id: str | Non
     exp_name = client.get_experiment(exp_id).name
     runs = mt.search_all_runs(client, exp_id)
     trials, missing, notes = select_trials(runs, sweep_run)
+    _add_per_video(client, trials)
     if not trials:
         raise AvkdError(f"experiment {exp_name!r}: no FINISHED teacher/student/blind runs for sweep run "
                         f"{sweep_run.info.run_id}" + (f" ({len(missing)} trials did not finish)" if missing else ""))
@@ -373,7 +509,7 @@ def load_report(uri: str, experiment: str | None = None, sweep_run_id: str | Non
     timing = [r for r in runs if r.data.tags.get(schema.ROLE) == "timing" and r.info.status == "FINISHED"
               and (ended is None or (r.info.start_time or 0) <= ended)]
     timing.sort(key=lambda r: r.info.start_time or 0)
-    table1 = build_table1(trials, missing, notes)
+    table1 = build_table1(trials, missing, notes, _bootstrap_samples(sweep_run), _tune_note(sweep_run))
     config_text = _config_text(client, sweep_run)  # where the run shown differs from the paper (reports/deviations.py)
     table1.notes += deviations.deviation_notes(deviations.parse_config(config_text), sweep_run.data.tags, table1.terms)
     table2 = build_table2(timing[-1]) if timing else None
@@ -395,12 +531,20 @@ def build_report(uri: str | None = None, experiment: str | None = None, sweep_ru
 
     `show` also prints the tables to the terminal.
     """
+    report = load_report(mt.resolve_tracking_uri(uri), experiment, sweep_run_id, paper)
+    return write_report(report, out, show)
+
+
+def write_report(report: Report, out: str | Path = "reports/out", show: bool = True) -> Path:
+    """Write an already loaded report (tables, figures, summary.json, index.html); returns index.html."""
+    import json
+
     from reports import figures, render  # matplotlib is only needed here
 
-    report = load_report(mt.resolve_tracking_uri(uri), experiment, sweep_run_id, paper)
     folder = _resolve_out(out) / (re.sub(r"[/\\\x00]", "_", report.sweep_name).lstrip(".") or "sweep")
     folder.mkdir(parents=True, exist_ok=True)
     render.write_tables(report, folder)
+    (folder / schema.ARTIFACT_SUMMARY).write_text(json.dumps(report.table1.summary, indent=1), encoding="utf-8")
     figs = figures.write_figures(report, folder)
     index = folder / "index.html"
     index.write_text(render.html_page(report, figs), encoding="utf-8")

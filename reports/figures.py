@@ -18,6 +18,8 @@ from trackers import schema  # noqa: E402
 
 plt.rcParams["svg.hashsalt"] = "avkd"  # stable ids: the same data gives the same SVG
 LOSS_COLORS = {"rep": "tab:orange", "rep+ce": "tab:blue"}
+REFERENCE_STYLES = {"teacher": dict(color="black", ls="--"), "blind": dict(color="grey", ls=":"),
+                    "audio": dict(color="tab:purple", ls="-."), "visual": dict(color="tab:green", ls="-.")}
 
 
 @dataclass
@@ -57,16 +59,16 @@ def metric_vs_k(table: Table1, folder: Path) -> Figure:
             rows = [r for r in rows if r.mean.get(column) is not None]
             if rows:
                 ax.errorbar([r.k for r in rows], [r.mean[column] for r in rows],
-                            yerr=[r.std[column] or 0.0 for r in rows], marker="o", capsize=3,
+                            yerr=[r.half.get(column) or 0.0 for r in rows], marker="o", capsize=3,
                             color=_color(loss, i), label=f"student, loss {loss}")
         for row in table.rows:
-            mean, std = row.mean.get(column), row.std.get(column)
-            if row.role not in ("teacher", "blind") or mean is None:
+            mean, half = row.mean.get(column), row.half.get(column)
+            if row.role not in ("teacher", "blind", "guide") or mean is None:
                 continue
-            style = dict(color="black", ls="--") if row.role == "teacher" else dict(color="grey", ls=":")
-            ax.axhline(mean, label="teacher" if row.role == "teacher" else "blind baseline", **style)
-            if std:
-                ax.axhspan(mean - std, mean + std, color=style["color"], alpha=0.08)
+            style = REFERENCE_STYLES.get(row.guide or row.role)
+            ax.axhline(mean, label=row.label.rstrip(" †‡").lower(), **style)
+            if half:
+                ax.axhspan(mean - half, mean + half, color=style["color"], alpha=0.08)
         ax.set_xlabel("k (fraction of audio-visual frames kept)")
         ax.set_ylabel(name)
         ax.set_title(f"{name} vs k")
@@ -74,7 +76,8 @@ def metric_vs_k(table: Table1, folder: Path) -> Figure:
         if ax.has_data():
             ax.legend(fontsize=8)
     return _save(fig, folder, "score_cider_vs_k", "SCORE and CIDEr vs k",
-                 "mean over seeds, error bars one standard deviation; dashed: teacher, dotted: blind baseline.")
+                 "mean over seeds; error bars and shaded bands: 95 % t-interval over seeds (none where a cell has "
+                 "one seed); dashed: teacher, dotted: blind baseline, dash-dot: audio-only / visual-only teacher.")
 
 
 def time_vs_k(t2: Table2, paper: bool, folder: Path) -> Figure:
@@ -130,7 +133,8 @@ def score_vs_time(table: Table1, t2: Table2, folder: Path) -> Figure | None:
         x, y = timing.extract_mean, row.mean[schema.SCORE]
         points.append((x, y))
         color = "black" if row.role == "teacher" else _color(row.loss, losses.index(row.loss))
-        ax.errorbar(x, y, xerr=timing.extract_std or 0.0, yerr=row.std[schema.SCORE] or 0.0, fmt="o", color=color, capsize=3)
+        ax.errorbar(x, y, xerr=timing.extract_std or 0.0, yerr=row.half.get(schema.SCORE) or 0.0, fmt="o", color=color,
+                    capsize=3)
         ax.annotate("teacher" if row.role == "teacher" else f"{row.loss} k={row.k:g}", (x, y),
                     textcoords="offset points", xytext=(5, 4), fontsize=8)
     if not points:
@@ -146,7 +150,9 @@ def score_vs_time(table: Table1, t2: Table2, folder: Path) -> Figure | None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, folder, "score_vs_time", "SCORE vs time per video",
-                 "each point a (loss, k) cell (mean over seeds); green: the Pareto front (faster and better).")
+                 "each point a (loss, k) cell (mean over seeds); vertical bars: SCORE's 95 % t-interval over seeds, "
+                 "horizontal bars: one standard deviation of time over the timed videos; green: the Pareto front "
+                 "(faster and better).")
 
 
 def score_vs_decode_time(table: Table1, folder: Path) -> Figure | None:

@@ -37,6 +37,9 @@ class Trial:
     metrics: dict[str, float]  # test metrics without the "test/" prefix
     error: str = ""
     early_exit: dict[float, dict[str, float]] = field(default_factory=dict)  # threshold -> ee/t<t>/ metrics
+    guide: str = ""  # modality rows: the single-modality teacher ("audio" | "visual")
+    tuned: bool = False  # its settings are the best of an Optuna search (avkd.tuned)
+    per_video: dict[str, dict[str, float]] | None = None  # per_video_scores.csv: {video: metrics}
 
 
 @dataclass
@@ -45,22 +48,43 @@ class Row:
     role: str
     loss: str
     k: float
+    guide: str = ""  # modality rows: "audio" | "visual"
     trials: list[Trial] = field(default_factory=list)  # FINISHED runs, one per seed
     missing: list[Trial] = field(default_factory=list)  # trials of the sweep with no FINISHED run
     mean: dict[str, float | None] = field(default_factory=dict)  # COLUMNS
     std: dict[str, float | None] = field(default_factory=dict)  # None when n < 2
+    half: dict[str, float | None] = field(default_factory=dict)  # 95 % t-interval half-width; None when n < 2
     diff_pct: float | None = None
+    diff_ci: tuple[float, float] | None = None  # Diff's 95 % paired-bootstrap interval (%), over test videos
+    distinguishable: bool | None = None  # False: the interval contains 0 (not distinguishable from the teacher)
+    attributes: dict[str, tuple[float, float | None]] = field(default_factory=dict)  # group -> (mean, half-width)
     decode_s: float | None = None  # mean decoding seconds per test video (full decoder)
     early_exit: list[tuple[float, float, float]] = field(default_factory=list)  # (threshold, decode s/video, SCORE)
 
     @property
     def label(self) -> str:
+        tuned = " (tuned)" if self.tuned else ""
         if self.role == "teacher":
-            return "Teacher"
+            return "Teacher" + tuned
         if self.role == "blind":
-            return "Blind baseline †"
+            return "Blind baseline †" + tuned
+        if self.role == "guide":
+            return f"{self.guide.capitalize()}-only teacher ‡"
         name = {"rep": "L_rep", "rep+ce": "L_rep + L_CE"}.get(self.loss, self.loss)
-        return f"{name} student (k = {self.k:g})"
+        return f"{name} student (k = {self.k:g}){tuned}"
+
+    @property
+    def tuned(self) -> bool:
+        return any(t.tuned for t in self.trials)
+
+    @property
+    def key(self) -> str:
+        """The row's name in the summary artifact: teacher, blind, modality-audio, student-k0.2-rep+ce."""
+        if self.role in ("teacher", "blind"):
+            return self.role
+        if self.role == "guide":
+            return f"modality-{self.guide}"
+        return f"student-k{self.k:g}-{self.loss}"
 
     @property
     def n(self) -> int:
@@ -73,6 +97,8 @@ class Table1:
     terms: list[str]  # what SCORE averages here
     best: dict[str, float]  # column -> best mean at 3 decimals (bold)
     notes: list[str]
+    summary: dict = field(default_factory=dict)  # avkd.evaluation.score.summarize: what summary.json holds
+    attribute_groups: list[str] = field(default_factory=list)  # attribute accuracy columns (none on MSR-VTT)
 
 
 @dataclass

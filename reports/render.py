@@ -32,16 +32,38 @@ def _num(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+NOT_DISTINGUISHABLE = "≈"  # Diff's interval contains 0: not distinguishable from the teacher
+ATTR_LABELS = {"visual_static": "Attr: visual static", "audio": "Attr: audio", "visual_event": "Attr: visual event",
+               "audio_event": "Attr: audio event"}
+
+
+def table1_header(table: Table1) -> list[str]:
+    """Table I's value columns: metrics, SCORE, Diff and its interval, n, then attribute accuracy (when stored)."""
+    return [*HEADER1[:-1], "Diff 95 % CI", HEADER1[-1], *(ATTR_LABELS.get(g, f"Attr: {g}") for g in table.attribute_groups)]
+
+
+def _diff_ci(row: Row) -> str:
+    if row.diff_ci is None:
+        return "-"
+    low, high = row.diff_ci
+    return f"[{low:.1f}, {high:.1f}]" + ("" if row.distinguishable else f" {NOT_DISTINGUISHABLE}")
+
+
 def table1_cells(table: Table1) -> list[tuple[Row, list[Cell]]]:
+    """Per row: mean ± 95 % half-width per metric (the mean alone when n < 2), Diff, its interval, n, attributes."""
     out = []
     for row in table.rows:
         cells: list[Cell] = []
         for column in COLUMNS:
-            mean, std = row.mean.get(column), row.std.get(column)
+            mean, half = row.mean.get(column), row.half.get(column)
             bold = mean is not None and round(mean, 3) == table.best.get(column)
-            cells.append((_num(mean), None if (mean is None or std is None) else _num(std), bold))
+            cells.append((_num(mean), None if (mean is None or half is None) else _num(half), bold))
         cells.append((_num(row.diff_pct, 2), None, False))
+        cells.append((_diff_ci(row), None, False))
         cells.append((str(row.n), None, False))
+        for group in table.attribute_groups:
+            mean, half = row.attributes.get(group, (None, None))
+            cells.append((_num(mean), None if (mean is None or half is None) else _num(half), False))
         out.append((row, cells))
     return out
 
@@ -106,7 +128,7 @@ def _md_table(header: list[str], rows: list[tuple[str, list[str]]]) -> str:
 def table1_md(report: Report) -> str:
     rows = [(row.label, [_md_cell(c) for c in cells]) for row, cells in table1_cells(report.table1)]
     parts = [f"# Table I: captioning metrics on the test split (sweep `{report.sweep_name}`)", "",
-             _md_table(HEADER1, rows), ""]
+             _md_table(table1_header(report.table1), rows), ""]
     parts += [f"{i}. {note}" for i, note in enumerate(report.table1.notes, 1)]
     if report.paper:
         paper_rows = [(label, cells) for label, _, _, cells in paper_table1_rows()]
@@ -134,20 +156,30 @@ def _csv_num(value: float | None) -> str:
 
 
 def write_table1_csv(report: Report, path: Path) -> None:
-    header = ["row", "role", "loss", "k", "n", "seeds"]
+    groups = report.table1.attribute_groups
+    header = ["row", "role", "loss", "k", "n", "seeds", "tuned"]
     for column in COLUMNS:
-        header += [f"{column}_mean", f"{column}_std"]
-    header += ["diff_pct", "score_terms", "run_ids", "missing"]
+        header += [f"{column}_mean", f"{column}_std", f"{column}_ci95"]
+    header += ["diff_pct", "diff_ci95_low", "diff_ci95_high", "distinguishable"]
+    for g in groups:
+        header += [f"attr_{g}_mean", f"attr_{g}_ci95"]
+    header += ["score_terms", "run_ids", "missing"]
     if report.paper:
         header += [f"paper_{c}" for c in paper_values.TABLE1_COLUMNS[:-1]] + ["paper_diff_published"]
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(header)
         for row in report.table1.rows:
-            line = [row.label, row.role, row.loss, f"{row.k:g}", row.n, " ".join(t.seed for t in row.trials)]
+            line = [row.label, row.role, row.loss, f"{row.k:g}", row.n, " ".join(t.seed for t in row.trials),
+                    str(row.tuned).lower()]
             for column in COLUMNS:
-                line += [_csv_num(row.mean.get(column)), _csv_num(row.std.get(column))]
-            line += [_csv_num(row.diff_pct), ",".join(report.table1.terms),
+                line += [_csv_num(row.mean.get(column)), _csv_num(row.std.get(column)), _csv_num(row.half.get(column))]
+            low, high = row.diff_ci or (None, None)
+            line += [_csv_num(row.diff_pct), _csv_num(low), _csv_num(high),
+                     "" if row.distinguishable is None else str(row.distinguishable).lower()]
+            for g in groups:
+                line += [_csv_num(v) for v in row.attributes.get(g, (None, None))]
+            line += [",".join(report.table1.terms),
                      " ".join(t.run_id for t in row.trials),
                      " ".join(f"seed {t.seed} {t.status} {t.run_id}" for t in row.missing)]
             if report.paper:
@@ -183,7 +215,8 @@ def write_table2_csv(report: Report, path: Path) -> None:
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "×": r"$\times$",
-        "−": r"$-$", "†": r"$^\dagger$", "→": r"$\to$", "<": r"$<$", ">": r"$>$"}
+        "−": r"$-$", "†": r"$^\dagger$", "‡": r"$^\ddagger$", "≈": r"$\approx$", "→": r"$\to$", "<": r"$<$",
+        ">": r"$>$"}
 
 
 def tex_escape(text: str) -> str:
@@ -196,7 +229,9 @@ def _tex_cell(cell: Cell) -> str:
     return mean if std is None else rf"{mean} $\pm$ {std}"
 
 
-def _tex_label(role: str, loss: str, k: float) -> str:
+def _tex_label(role: str, loss: str, k: float, row: Row | None = None) -> str:
+    if row is not None and (row.role == "guide" or row.tuned):
+        return tex_escape(row.label)
     if role == "teacher":
         return "Teacher"
     if role == "blind":
@@ -229,11 +264,11 @@ def table1_tex(report: Report) -> str:
     rows, previous = [], None
     for row, cells in table1_cells(report.table1):
         group = "student" if row.role == "student" else row.role
-        rows.append((_tex_label(row.role, row.loss, row.k), [_tex_cell(c) for c in cells],
+        rows.append((_tex_label(row.role, row.loss, row.k, row), [_tex_cell(c) for c in cells],
                      previous is not None and group != previous))
         previous = group
     text = _tex_table(f"Captioning metrics on the test split (sweep {report.sweep_name}).", "tab:avkd-table1",
-                      HEADER1, rows, report.table1.notes)
+                      table1_header(report.table1), rows, report.table1.notes)
     if report.paper:
         paper_rows = [(_tex_label("teacher" if loss == "ce" else "student", loss, k), cells, loss == "ce")
                       for _, loss, k, cells in paper_table1_rows()]
@@ -265,7 +300,7 @@ def print_tables(report: Report) -> None:
     console = Console()
     t1 = Table(title=f"Table I - sweep {escape(report.sweep_name)}", show_lines=False)
     t1.add_column("")
-    for h in HEADER1:
+    for h in table1_header(report.table1):
         t1.add_column(h, justify="right")
     for row, cells in table1_cells(report.table1):
         t1.add_row(escape(row.label), *[cell(c) for c in cells])
@@ -370,7 +405,7 @@ def html_page(report: Report, figures: list["Figure"]) -> str:
         rows.append((f"{_h(row.label)}<br><small>{runs}</small>", [_html_cell(c) for c in cells],
                      previous is not None and group != previous))
         previous = group
-    body += ["<h2>Table I: captioning metrics (test split)</h2>", _html_table(HEADER1, rows),
+    body += ["<h2>Table I: captioning metrics (test split)</h2>", _html_table(table1_header(report.table1), rows),
              _notes(report.table1.notes)]
     if report.paper:
         paper_rows = [(_h(label), [_h(c) for c in cells], loss == "ce") for label, loss, _, cells in paper_table1_rows()]

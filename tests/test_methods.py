@@ -1,6 +1,7 @@
 """Distillation methods (fused_to_modal, multi_teacher, multi_stage) and early exit: losses on
 hand-made tensors (each method's default against a hand-computed value), which parameters each
 trains, the aggregation unit, exit heads and thresholds, load-time checks and trial identities."""
+import dataclasses
 import json
 import math
 
@@ -425,6 +426,7 @@ def test_rep_and_rep_ce_keep_their_trial_identity():
 # audio_time_pool, simpf_renorm) then changed them once, on purpose (README: "Trial identity"). A
 # change here means every finished run of every user is retrained: make it deliberately.
 TINY_HASHES = {"teacher-s0": "25256a308a9dd3c4", "blind-s0": "41ca29249a3b3136",
+               "guide-audio-k1-s0": "58a274d2e836c5ba", "guide-visual-k1-s0": "252cbc914eea1dd6",  # modality rows
                "student-k0.2-rep-s0": "fc107659e86fb88e", "student-k0.2-rep+ce-s0": "a649d4afe93c73a0",
                "student-k0.6-rep-s0": "a44208c32b045d22", "student-k0.6-rep+ce-s0": "3ad540bdd2f80e9b"}
 
@@ -451,7 +453,8 @@ def test_trial_spec_round_trips_through_a_plain_dict():
 
 
 def test_guide_trials_and_student_guides():
-    cfg = parse_sweep({"name": "x", "grid": {"ks": [0.2], "losses": ["rep+ce", "multi_teacher", "multi_stage"]},
+    cfg = parse_sweep({"name": "x", "grid": {"ks": [0.2], "losses": ["rep+ce", "multi_teacher", "multi_stage"],
+                                             "modality_teachers": False},
                        "distill": {"methods": {"multi_teacher": {"teachers": [{"modality": "audio"},
                                                                               {"modality": "av", "k": 0.6}]}}}})
     first, middle, students = plan_trials(cfg, "fp")
@@ -467,3 +470,43 @@ def test_guide_trials_and_student_guides():
     assert by_method["rep+ce"].guides == () and by_method["rep+ce"].needs == {teacher.config_hash}
     assert by_method["multi_stage"].needs == {teacher.config_hash, middle[0].config_hash}
     assert {g.k for m in cfg.grid.losses for g in methods.get(m).guide_trials(cfg)} == {1.0, 0.6, 0.9}
+
+
+def test_modality_rows_are_multi_teachers_extra_teachers_trained_once():
+    """grid.modality_teachers (default on) plans the audio-only and visual-only teachers as the same
+    guide trials multi_teacher uses, so a sweep with both trains each once, and its students point at them."""
+    grid = {"ks": [0.2], "losses": ["rep+ce", "multi_teacher"], "seeds": [0, 1]}
+    first, _, students = plan_trials(parse_sweep({"name": "x", "grid": grid}), "fp")
+    guides = [s for s in first if s.role == "guide"]
+    assert sorted(s.name for s in guides) == ["guide-audio-k1-s0", "guide-audio-k1-s1",
+                                              "guide-visual-k1-s0", "guide-visual-k1-s1"]
+    assert len({s.config_hash for s in first}) == len(first)
+    mt = [s for s in students if s.method == "multi_teacher" and s.seed == 1][0]
+    assert {g.hash for g in mt.guides} == {s.config_hash for s in guides if s.seed == 1}
+    off, _, _ = plan_trials(parse_sweep({"name": "x", "grid": {**grid, "losses": ["rep+ce"], "modality_teachers": False}}), "fp")
+    assert [s.role for s in off] == ["teacher", "blind", "teacher", "blind"]
+
+
+def test_tuned_teacher_and_blind_are_what_students_learn_from():
+    """Fair tuning: plan_trials with the teacher's and blind baseline's best settings swaps in their tuned
+    re-runs (own hash, tag avkd.tuned), and every student and mentor is distilled from the tuned teacher."""
+    from avkd.sweep.plan import tuned_spec
+    from avkd.sweep.tune import CAPTION_ONLY_PARAMS, STUDENT_PARAMS
+
+    cfg = parse_sweep({"name": "x", "grid": {"ks": [0.2], "losses": ["rep+ce", "multi_stage"], "seeds": [0, 1]},
+                       "tune": {"num_samples": 2}})
+    plain, plain_mid, plain_students = plan_trials(cfg, "fp")
+    best = {"teacher": {"decoder_dropout": 0.2}, "blind": {"decoder_dropout": 0.4}}
+    first, middle, students = plan_trials(cfg, "fp", best)
+    by_name = {s.name: s for s in first}
+    for seed in (0, 1):
+        old = next(s for s in plain if s.name == f"teacher-s{seed}")
+        new = by_name[f"teacher-s{seed}"]
+        assert new == tuned_spec(old, best["teacher"]) and new.tuned and new.config_hash != old.config_hash
+        assert by_name[f"blind-s{seed}"].overrides == {"decoder_dropout": 0.4}
+        assert all(s.teacher == new.config_hash for s in students + middle if s.seed == seed)
+    assert not by_name["guide-audio-k1-s0"].tuned  # modality rows are not tuned
+    assert {s.config_hash for s in students}.isdisjoint(s.config_hash for s in plain_students)
+    assert set(CAPTION_ONLY_PARAMS) < set(STUDENT_PARAMS)
+    tune_spec = dataclasses.replace(new, role="tune", tunes="blind")
+    assert tune_spec.name == "tune-blind-s1" and TrialSpec.from_dict(tune_spec.to_dict()) == tune_spec

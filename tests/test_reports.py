@@ -146,11 +146,16 @@ def check_row(got: dict, expected: dict) -> None:
             assert got[key] == value, (got["row"], key)
 
 
+T975_1 = 12.706204736174707  # Student t, 97.5 % point, 1 degree of freedom (two seeds)
+
+
 def stats(mean: dict, std: dict) -> dict:
-    out = {}
+    """CSV cells of a row; the 95 % half-width of two seeds is t_{0.975,1} * std / sqrt(2)."""
+    out = {"tuned": "false", "diff_ci95_low": "", "diff_ci95_high": "", "distinguishable": ""}
     for column in ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "cider", "meteor", "rouge_l", "spice", "score"):
         out[f"{column}_mean"] = mean.get(column, "")
         out[f"{column}_std"] = std.get(column, "")
+        out[f"{column}_ci95"] = "" if std.get(column, "") == "" else T975_1 * std[column] / S2
     return out
 
 
@@ -206,15 +211,16 @@ def test_table1_markdown_bold_marks_and_notes(store, built):
     md = (built / "table1.md").read_text()
     lines = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ") and "---" not in line}
     rc04 = lines["L_rep + L_CE student (k = 0.4)"]
-    for bold in ("**0.840 ± 0.014**", "**0.640 ± 0.014**", "**0.440 ± 0.014**", "**0.240 ± 0.014**",
-                 "**0.310 ± 0.014**", "**0.610 ± 0.014**", "**0.210 ± 0.014**"):
+    # ± the 95 % half-width: two seeds 0.02 apart: std 0.0141, t_{0.975,1} * 0.0141 / sqrt(2) = 0.127
+    for bold in ("**0.840 ± 0.127**", "**0.640 ± 0.127**", "**0.440 ± 0.127**", "**0.240 ± 0.127**",
+                 "**0.310 ± 0.127**", "**0.610 ± 0.127**", "**0.210 ± 0.127**"):
         assert bold in rc04
     assert "**0.900**" in lines["Teacher"] and "**0.500**" in lines["Teacher"]  # ties are all bold
-    assert "**0.900 ± 0.071**" in lines["L_rep + L_CE student (k = 0.2)"]
+    assert "**0.900 ± 0.635**" in lines["L_rep + L_CE student (k = 0.2)"]
     assert "**0.500 ± 0.000**" in lines["L_rep + L_CE student (k = 0.2)"]
     assert md.count("**") == 2 * 11  # 7 best cells of rep+ce k=0.4, CIDEr and SCORE twice each
-    assert "| 0.363 ± 0.033 | 27.40 | 2 |" in lines["L_rep student (k = 0.2)"]
-    assert lines["L_rep student (k = 0.6)"].count("| - ") == 10  # FAILED: every value cell empty
+    assert "| 0.363 ± 0.292 | 27.40 | - | 2 |" in lines["L_rep student (k = 0.2)"]  # no per-video scores: no Diff CI
+    assert lines["L_rep student (k = 0.6)"].count("| - ") == 11  # FAILED: every value cell empty
     assert "Blind baseline †" in lines
     assert (f"Missing: student loss=rep k=0.6 seed 0 is FAILED (config hash student-rep-0.6-0, run "
             f"{store['rep_0.6_failed']}): RuntimeError: decoder diverged (loss is nan).") in md
@@ -244,7 +250,7 @@ def test_table2_csv_every_cell(built):
 
 def test_latex_uses_booktabs(built):
     tex = (built / "table1.tex").read_text()
-    for needle in (r"\toprule", r"\midrule", r"\bottomrule", r"\textbf{0.840} $\pm$ 0.014",
+    for needle in (r"\toprule", r"\midrule", r"\bottomrule", r"\textbf{0.840} $\pm$ 0.127",
                    r"$\mathcal{L}_{rep} + \mathcal{L}_{CE}$ Student ($k = 0.4$)", r"Blind baseline$^\dagger$",
                    r"Diff (\%)"):
         assert needle in tex
@@ -265,7 +271,7 @@ def test_index_html_is_self_contained(store, built):
     page = (built / "index.html").read_text()
     assert page.count("data:image/png;base64,") == 3
     assert "Table I" in page and "Table II" in page and page.count("<table") == 3  # Table I, Table II, runs
-    assert "<b>0.840 ± 0.014</b>" in page
+    assert "<b>0.840 ± 0.127</b>" in page
     # nothing is fetched from elsewhere: no external scripts, styles, fonts or images
     assert not re.search(r"<script|<link|@import|url\(|src=\"(?!data:)", page)
     link = f'href="http://127.0.0.1:5000/#/experiments/{store["exp"]}/runs/{store["teacher"]}"'
@@ -362,7 +368,7 @@ def test_missing_spice(store):
     assert float(student["diff_pct"]) == pytest.approx(100 * .175 / .575)
     assert teacher["score_terms"] == "bleu,meteor,rouge_l,cider"
     md = (index.parent / "table1.md").read_text()
-    assert "| **0.900** | **0.300** | **0.600** | - | **0.575** | 0.00 | 1 |" in md
+    assert "| **0.900** | **0.300** | **0.600** | - | **0.575** | 0.00 | - | 1 |" in md
     assert "SCORE here averages [mean(BLEU-1..4), METEOR, ROUGE-L, CIDEr] instead of the paper's" in md
     assert not (index.parent / "table2.csv").exists()  # no timing run in this experiment
     assert "No FINISHED timing run" in index.read_text()

@@ -23,6 +23,7 @@ SCORE_METRICS = "avkd.score_metrics"  # comma-separated metrics that test/score 
 ERROR = "avkd.error"  # FAILED runs: "<ExceptionType>: <first line of the message>" (full text in traceback.txt)
 TRIAL_ROLES = ("teacher", "student", "blind")  # the runs Table I is built from
 GUIDE = "avkd.guide"  # guide trials: which guide (e.g. audio-k1, mentor-k0.9)
+MODALITY_GUIDES = ("audio", "visual")  # guide trials that are single-modality teachers: Table I's modality rows
 TUNED = "avkd.tuned"  # "true" on a trial whose settings came from an Optuna search (its best, re-run)
 FAILED_TRIALS = "avkd.failed_trials"  # sweep run: comma-separated names of the trials that failed
 PARENT = "mlflow.parentRunId"
@@ -39,6 +40,10 @@ DECODE_S_PER_VIDEO = "decode_s_per_video"  # beam-search seconds per test video:
 
 TEST_PREFIX = "test/"  # test/bleu_1 ... test/spice (absent when unavailable), test/score
 TEST_SCORE = TEST_PREFIX + SCORE
+# Grounded attribute accuracy (avkd/evaluation/attributes.py) per group: test/attr/visual_static, ...
+# (only on datasets that store attributes; per video in per_video_scores.csv as attr/<group>).
+ATTR_PREFIX = "attr/"
+TEST_ATTR_PREFIX = TEST_PREFIX + ATTR_PREFIX
 VAL_PREFIX = "val/"  # per-epoch validation curves: val/cider, val/bleu_4, ...
 TRAIN_PREFIX = "train/"  # per-epoch training curves: train/loss, train/ce, train/rep_l1, ...
 TRIAL_TIME_S = "trial_time_s"  # Ray Tune result of a trial: its wall time
@@ -124,4 +129,5 @@ ARTIFACT_TRACEBACK = "traceback.txt"  # for FAILED trials
 ARTIFACT_TIMING = "timing.json"  # timing runs: the whole benchmark result
 ARTIFACT_SWEEP_FILE = "sweep.yaml"  # sweep run: the sweep file as written
 ARTIFACT_DATASET_ISSUES = "dataset_issues.json"  # sweep run: annotation problems the loader skipped
+ARTIFACT_SUMMARY = "summary.json"  # sweep run: Table I's intervals, Diff bootstrap, attribute accuracy (score.summarize)
 ARTIFACT_OUTCOME = "outcome.json"  # sweep run: finished / skipped / failed / not-run trials

@@ -340,6 +340,7 @@ def write_captions(path: str | Path, preds: dict[str, str]) -> None:
 
 def write_per_video(path: str | Path, preds: dict[str, str], per_video: dict[str, dict[str, float]]) -> None:
     names = [m for m in METRICS if any(m in s for s in per_video.values())]
+    names += sorted({m for s in per_video.values() for m in s if m not in METRICS})  # e.g. attr/<group>
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["video_id", "caption", *names])

@@ -57,6 +57,14 @@ def _load_dataset(cfg: SweepConfig):
     return load_dataset(cfg)
 
 
+def _stored_attributes(cfg: SweepConfig) -> dict[str, dict] | None:
+    """The videos' stored attributes (grounded attribute accuracy); None when the dataset has none (MSR-VTT)."""
+    from avkd.data.load import dataset_root
+    from avkd.evaluation.attributes import load_attributes
+
+    return load_attributes(dataset_root(cfg))
+
+
 def _weights_tags(tables: dict) -> dict[str, str]:
     """avkd.weights + avkd.weights_detail (schema.weights_tags), with one loud line unless all are pretrained."""
     tags = schema.weights_tags(next(iter(tables.values())).weights)
@@ -120,7 +128,7 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
         parent.set_tags(weight_tags)
         weights = weight_tags[schema.WEIGHTS]
         parent.log_metrics({"time/features_s": time.time() - t0})
-        sweep_inputs = build_inputs(dataset, cfg.dataset.min_count, tables)
+        sweep_inputs = build_inputs(dataset, cfg.dataset.min_count, tables, _stored_attributes(cfg))
 
         # 4. Table II timing, with nothing else competing for the cores
         if cfg.grid.timing.enabled:
@@ -140,6 +148,11 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
         _ray_init()
         ctx = dataclasses.replace(ctx, inputs=share(sweep_inputs))  # into Ray's object store, once
         try:
+            if cfg.tune is not None:  # fair tuning: the teacher and blind baseline get the students' budget first
+                from avkd.sweep.tune import tune_references
+
+                tuned = tune_references(cfg, teachers, ctx, done, outcome, _run_phase, console)
+                teachers, guides, students = plan_trials(cfg, dataset_fp, tuned)
             # Each phase runs the trials whose teacher and guides finished in the phases before.
             _run_phase("teachers", teachers, ctx, cfg, done, outcome)
             unusable = {s.config_hash for s in teachers if s.name in outcome.failed}
@@ -162,15 +175,17 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
                             "trials/skipped": len(outcome.skipped), "trials/failed": len(outcome.failed)})
         parent.log_dict(outcome.__dict__, schema.ARTIFACT_OUTCOME)
 
-        # 6. tables and report
-        if build_report:
-            try:
-                from reports.build import build_report as _build
+        # 6. the summary artifact (Table I's intervals: the numbers a notebook reads), tables and report
+        try:
+            from reports.build import load_report, write_report
 
-                out = _build(uri, sweep_run_id=parent.run_id, out=str(_abs(report_out)))
+            report = load_report(uri, sweep_run_id=parent.run_id)
+            parent.log_dict(report.table1.summary, schema.ARTIFACT_SUMMARY)
+            if build_report:
+                out = write_report(report, out=str(_abs(report_out)))
                 console.print(f"[bold]>> report[/]: {out}")
-            except AvkdError as err:
-                console.print(f"[red]report not built: {err}[/]")
+        except AvkdError as err:
+            console.print(f"[red]summary/report not built: {err}[/]")
         if outcome.failed:
             parent.set_tags({schema.FAILED_TRIALS: ",".join(sorted(outcome.failed))[:5000]})
     _print_summary(outcome, time.time() - t_start)

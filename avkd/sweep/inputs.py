@@ -24,9 +24,10 @@ class SweepInputs:
     splits: dict[str, list[str]]  # only videos with features in every variant, none with extraction errors
     videos: dict[str, dict[str, Any]]  # video_id -> {"captions": [...], "tokens": [[...], ...]}
     tables: dict[str, Any]  # f"{k:g}" -> avkd.features.extract.LatentTable
+    attributes: dict[str, dict] | None = None  # test videos' stored attributes (grounded accuracy); None: none stored
 
 
-def build_inputs(dataset, min_count: int, tables: dict) -> SweepInputs:
+def build_inputs(dataset, min_count: int, tables: dict, attributes: dict[str, dict] | None = None) -> SweepInputs:
     """Captions + vocabulary + per-split video lists (only videos with features in every variant)."""
     bad = set()
     for table in tables.values():
@@ -40,8 +41,9 @@ def build_inputs(dataset, min_count: int, tables: dict) -> SweepInputs:
     keep = set().union(*splits.values())
     videos = {v.video_id: {"captions": v.captions, "tokens": v.tokens}
               for v in dataset.videos.values() if v.video_id in keep}
+    test_attributes = None if attributes is None else {v: attributes[v] for v in splits["test"] if v in attributes}
     return SweepInputs(dataset.build_vocab(min_count).words, splits, videos,
-                       {f"{k:g}": table for k, table in tables.items()})
+                       {f"{k:g}": table for k, table in tables.items()}, test_attributes)
 
 
 def share(inputs: SweepInputs):
@@ -85,4 +87,5 @@ def trial_inputs(inputs: SweepInputs, k: float, blind: bool, with_teacher: bool,
         features=variant(k, blind=blind),
         teacher_features=variant(1.0) if with_teacher else None,
         guide_features={name: variant(gk) for name, gk in guide_ks.items()},
+        attributes=inputs.attributes,
     )

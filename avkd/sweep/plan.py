@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from avkd.config import SweepConfig, config_hash
+from trackers import schema
 
 TEACHER, BLIND, GUIDE, STUDENT, TUNE = "teacher", "blind", "guide", "student", "tune"
+MODALITY_TEACHERS = schema.MODALITY_GUIDES  # single-modality teachers (guide trials named after their modality)
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class TrialSpec:
     modality: str = "av"  # a single-modality teacher: "audio" | "visual"
     config_hash: str = ""
     tuned: bool = False  # a re-run of the best tuning configuration
+    tunes: str = ""  # a tuning trial (role "tune"): the role it searches settings for (teacher, blind, student)
     overrides: dict[str, Any] = field(default_factory=dict, hash=False)  # tuning overrides (Optuna's suggestions)
 
     @property
@@ -43,6 +46,8 @@ class TrialSpec:
             return f"{self.role}-s{self.seed}"
         if self.role == GUIDE:
             return f"guide-{self.guide}-k{self.k:g}-s{self.seed}"
+        if self.role == TUNE and self.tunes in (TEACHER, BLIND):
+            return f"tune-{self.tunes}-s{self.seed}"
         return f"{self.role}-k{self.k:g}-{self.method}-s{self.seed}"
 
     @property
@@ -136,8 +141,18 @@ def _with_hash(cfg: SweepConfig, spec: TrialSpec, dataset_fp: str) -> TrialSpec:
     return dataclasses.replace(spec, config_hash=trial_identity(cfg, spec, dataset_fp))
 
 
-def plan_trials(cfg: SweepConfig, dataset_fp: str) -> tuple[list[TrialSpec], list[TrialSpec], list[TrialSpec]]:
+def tuned_spec(spec: TrialSpec, best: dict[str, Any]) -> TrialSpec:
+    """`spec` re-run with the best settings of its Optuna search: its own identity (the untuned hash + them)."""
+    return dataclasses.replace(spec, tuned=True, overrides=best,
+                               config_hash=config_hash({"spec": spec.config_hash, "overrides": best}))
+
+
+def plan_trials(cfg: SweepConfig, dataset_fp: str, tuned: dict[str, dict] | None = None
+                ) -> tuple[list[TrialSpec], list[TrialSpec], list[TrialSpec]]:
     """-> (teacher phase, guides distilled from the teacher, students), each spec with its config hash.
+
+    `tuned`: {"teacher" | "blind": the best settings of its Optuna search} (avkd/sweep/tune.py): those
+    trials become their tuned re-runs, and every trial distilled from the teacher learns from the tuned one.
 
     Methods add guide trials (avkd.role "guide"): a guide trained on captions alone (an extra
     teacher) joins the teacher phase; one distilled from the teacher (a mentor) runs between the
@@ -146,11 +161,17 @@ def plan_trials(cfg: SweepConfig, dataset_fp: str) -> tuple[list[TrialSpec], lis
     from avkd import methods
 
     first, middle, students = [], [], []
+    tuned = tuned or {}
     for seed in cfg.grid.seeds:
         teacher = _with_hash(cfg, TrialSpec(TEACHER, 1.0, "ce", seed), dataset_fp)
+        teacher = tuned_spec(teacher, tuned[TEACHER]) if TEACHER in tuned else teacher
         first.append(teacher)
         if cfg.grid.blind:
-            first.append(_with_hash(cfg, TrialSpec(BLIND, 1.0, "ce", seed), dataset_fp))
+            blind = _with_hash(cfg, TrialSpec(BLIND, 1.0, "ce", seed), dataset_fp)
+            first.append(tuned_spec(blind, tuned[BLIND]) if BLIND in tuned else blind)
+        if cfg.grid.modality_teachers:  # Table I's modality rows: multi_teacher's extra-teacher trials
+            first += [_with_hash(cfg, TrialSpec(GUIDE, 1.0, "ce", seed, guide=m, modality=m), dataset_fp)
+                      for m in MODALITY_TEACHERS]
         guide_refs: dict[tuple[str, str], GuideRef] = {}  # (method, guide name) -> its trial
         for key in cfg.grid.losses:
             for g in methods.get(key).guide_trials(cfg):
@@ -166,4 +187,12 @@ def plan_trials(cfg: SweepConfig, dataset_fp: str) -> tuple[list[TrialSpec], lis
                 refs = tuple(guide_refs[key, g.name] for g in methods.get(key).guide_trials(cfg))
                 students.append(_with_hash(cfg, TrialSpec(STUDENT, float(k), key, seed, teacher=teacher.config_hash,
                                                           guides=refs), dataset_fp))
-    return first, middle, students
+    return _unique(first), _unique(middle), students
+
+
+def _unique(specs: list[TrialSpec]) -> list[TrialSpec]:
+    """One spec per config hash: a trial two users need (a modality row, multi_teacher) is trained once."""
+    seen: dict[str, TrialSpec] = {}
+    for s in specs:
+        seen.setdefault(s.config_hash, s)
+    return list(seen.values())

@@ -48,7 +48,7 @@ def load_trial_inputs(ctx: SweepContext, spec: TrialSpec):
     from avkd.sweep.inputs import fetch, trial_inputs
 
     # A trial with a teacher is distilled from it (k = 1 features); one without is trained on captions alone.
-    return trial_inputs(fetch(ctx.inputs), spec.k, blind=spec.role == BLIND, with_teacher=spec.teacher is not None,
+    return trial_inputs(fetch(ctx.inputs), spec.k, blind=BLIND in (spec.role, spec.tunes), with_teacher=spec.teacher is not None,
                         guide_ks={g.name: g.k for g in spec.guides})
 
 

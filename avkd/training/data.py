@@ -5,6 +5,7 @@ build them from arrays. Everything here is checked with errors naming the split 
 """
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,8 @@ class TrialInputs:
     teacher_features: dict[str, Split] | None = None  # students: the teacher variant, same video order
     # Methods: the variant each extra guide (e.g. "audio", "mentor") was trained on, same video order.
     guide_features: dict[str, dict[str, Split]] = field(default_factory=dict)
+    # Each test video's true attributes (corpus v2 stores them; None on MSR-VTT): attribute accuracy.
+    attributes: dict[str, dict] | None = None
 
 
 @dataclass
@@ -135,7 +138,15 @@ def make_data(standardise, raw: dict[str, np.ndarray], inputs: TrialInputs, max_
 
 
 def seed_everything(seed: int) -> np.random.Generator:
-    """Seed torch, numpy and random; the returned generator orders the training data."""
+    """Seed torch, numpy and random, and ask torch for deterministic kernels; the returned generator
+    orders the training data. The one place trials seed themselves.
+
+    warn_only: an operation without a deterministic kernel warns instead of failing the trial.
+    CUBLAS_WORKSPACE_CONFIG makes cuBLAS deterministic on CUDA >= 10.2 (read when cuBLAS starts).
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -14,6 +14,7 @@ from avkd.config import SweepConfig
 from avkd.data.vocab import Vocabulary
 from avkd.evaluation import metrics as M
 from avkd.evaluation import score as S
+from avkd.evaluation.attributes import attribute_accuracy
 from avkd.models.captioner import Captioner, save_checkpoint
 from avkd.models.decode import decode
 from avkd.models.decoder import CaptionDecoder
@@ -50,6 +51,7 @@ def finish(model: Captioner, data: TrialData, inputs: TrialInputs, cfg: SweepCon
     metrics, per_video = scorer.score(refs, preds)
     score, averaged = S.final_score(metrics)
     metrics["score"] = score
+    metrics.update(attribute_metrics(preds, inputs.attributes, per_video))
     captions_path = out_dir / schema.ARTIFACT_CAPTIONS
     per_video_path = out_dir / schema.ARTIFACT_PER_VIDEO
     M.write_captions(captions_path, preds)
@@ -59,6 +61,19 @@ def finish(model: Captioner, data: TrialData, inputs: TrialInputs, cfg: SweepCon
         extra.update(early_exit_metrics(model.decoder, x, test.video_ids, refs, inputs.vocab, cfg, scorer))
     return TrialResult(metrics, averaged, stop.best, stop.best_epoch, history, checkpoint, captions_path,
                        per_video_path, decode_s, extra)
+
+
+def attribute_metrics(preds: dict[str, str], truths: dict[str, dict] | None,
+                      per_video: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Grounded attribute accuracy per group as attr/<group> (logged as test/attr/<group>), each video's
+    added to `per_video` (so per_video_scores.csv carries it); nothing when the dataset stores no attributes."""
+    result = attribute_accuracy(preds, truths)
+    if result is None:
+        return {}
+    means, by_video = result
+    for video, groups in by_video.items():
+        per_video[video].update({f"{schema.ATTR_PREFIX}{g}": v for g, v in groups.items()})
+    return {f"{schema.ATTR_PREFIX}{g}": v for g, v in means.items()}
 
 
 def ee_key(threshold: float, name: str) -> str:
