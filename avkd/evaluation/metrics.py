@@ -29,6 +29,7 @@ from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 
+from avkd.clock import phase
 from avkd.data.vocab import normalize_text
 from avkd.errors import AvkdError, DataError
 from avkd.evaluation import score as S
@@ -75,7 +76,8 @@ def ptb_tokenize(captions: dict[str, list[str]]) -> dict[str, list[str]]:
         return {k: [] for k in captions}
     cmd = [_need_java(), "-cp", str(PTB_JAR), "edu.stanford.nlp.process.PTBTokenizer",
            "-preserveLines", "-lowerCase", "-encoding", "utf-8"]
-    proc = subprocess.run(cmd, input="\n".join(lines).encode("utf-8"), capture_output=True)
+    with phase("ptb_tokenize"):  # a JVM start per call: ~1 s of it is start-up
+        proc = subprocess.run(cmd, input="\n".join(lines).encode("utf-8"), capture_output=True)
     if proc.returncode != 0:
         raise AvkdError(f"PTB tokenizer ({PTB_JAR.name}) failed with exit code {proc.returncode}: "
                         f"{_java_error(proc.stderr)}")
@@ -100,7 +102,9 @@ def _meteor_scorer() -> Meteor:
     global _meteor
     if _meteor is None or _meteor.meteor_p.poll() is not None:
         _need_java()
-        _meteor = Meteor()
+        with phase("meteor_start"):
+            _meteor = Meteor()
+            _meteor._stat("a", ["a"])  # blocks until the JVM has loaded (what the ~7 s start costs)
     return _meteor
 
 

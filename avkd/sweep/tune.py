@@ -29,6 +29,12 @@ def _space(cfg: SweepConfig) -> dict:
     }
 
 
+def tuned_cell(cfg: SweepConfig, spec: TrialSpec) -> bool:
+    """Is the spec's (k, loss) cell one the tune section searches (tune.ks x tune.losses, default all)?"""
+    t = cfg.tune
+    return (t.ks is None or spec.k in t.ks) and (t.losses is None or spec.method in t.losses)
+
+
 def run_tuning(cfg: SweepConfig, specs: list[TrialSpec], ctx: SweepContext, done: dict, outcome, run_phase,
                console) -> None:
     import optuna
@@ -38,12 +44,16 @@ def run_tuning(cfg: SweepConfig, specs: list[TrialSpec], ctx: SweepContext, done
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage_url = f"sqlite:///{Path(ctx.trials_dir).parent / 'optuna.db'}"
     cells: dict[tuple[float, str], list[TrialSpec]] = defaultdict(list)
+    finals = []  # the tuned cells' best configurations, and the students of cells not searched as they are
     for s in specs:
-        cells[(s.k, s.method)].append(s)
-    finals = []
+        if tuned_cell(cfg, s):
+            cells[(s.k, s.method)].append(s)
+        else:
+            finals.append(s)
     for (k, loss), cell in sorted(cells.items()):
         base = cell[0]  # tune on the first seed; the best configuration is re-run for every seed
-        study_name = f"{cfg.name}-k{k:g}-{loss}-{config_hash({'spec': base.config_hash, 'tune': cfg.to_dict()['tune']})}"
+        search_space = {n: v for n, v in cfg.to_dict()["tune"].items() if n not in ("ks", "losses")}  # (not which cells)
+        study_name = f"{cfg.name}-k{k:g}-{loss}-{config_hash({'spec': base.config_hash, 'tune': search_space})}"
         storage = optuna.storages.RDBStorage(storage_url)
         study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize", load_if_exists=True)
         finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
@@ -71,4 +81,4 @@ def run_tuning(cfg: SweepConfig, specs: list[TrialSpec], ctx: SweepContext, done
         for s in cell:
             finals.append(dataclasses.replace(s, tuned=True, overrides=best,
                                               config_hash=config_hash({"spec": s.config_hash, "overrides": best})))
-    run_phase("tuned students", finals, ctx, cfg, done, outcome)
+    run_phase("students", finals, ctx, cfg, done, outcome)
