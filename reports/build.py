@@ -102,7 +102,8 @@ def _as_trial(run: Run) -> Trial:
                  start_time=run.info.start_time or 0, parent=tags.get(schema.PARENT),
                  metrics={key[len(schema.TEST_PREFIX):]: value for key, value in run.data.metrics.items()
                           if key.startswith(schema.TEST_PREFIX)},
-                 error=tags.get(schema.ERROR, ""), early_exit=_early_exit_metrics(run.data.metrics))
+                 error=tags.get(schema.ERROR, ""), early_exit=_early_exit_metrics(run.data.metrics),
+                 tuned=tags.get(schema.TUNED) == "true")
 
 
 def _check_tags(runs: list[Run], sweep_id: str) -> None:

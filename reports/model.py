@@ -37,6 +37,7 @@ class Trial:
     metrics: dict[str, float]  # test metrics without the "test/" prefix
     error: str = ""
     early_exit: dict[float, dict[str, float]] = field(default_factory=dict)  # threshold -> ee/t<t>/ metrics
+    tuned: bool = False  # its settings are the best of an Optuna search (tag avkd.tuned)
 
 
 @dataclass
@@ -60,7 +61,8 @@ class Row:
         if self.role == "blind":
             return "Blind baseline †"
         name = {"rep": "L_rep", "rep+ce": "L_rep + L_CE"}.get(self.loss, self.loss)
-        return f"{name} student (k = {self.k:g})"
+        tuned = ", Optuna-tuned" if any(t.tuned for t in self.trials) else ""
+        return f"{name} student (k = {self.k:g}{tuned})"
 
     @property
     def n(self) -> int:

@@ -106,3 +106,22 @@ def test_demo_study_has_three_seeds_and_a_small_search(repo_root):
     cells = {(s.k, s.method) for s in students if tuned_cell(cfg, s)}
     assert 1 <= len(cells) <= 2  # a search on one or two cells; the others train with the file's settings
     assert {(s.k, s.method) for s in students} == {(k, m) for k in (0.2, 0.4, 0.6, 0.8) for m in ("rep", "rep+ce")}
+
+
+def test_reference_tokenisation_runs_once_per_process_and_is_the_same():
+    from avkd.evaluation.metrics import ptb_tokenize, ptb_tokenize_refs
+
+    refs = {"v1": ["A man, talking!", "a person speaks"], "v2": ["Don't stop."]}
+    first = ptb_tokenize_refs(refs)
+    assert first == ptb_tokenize(refs)
+    assert ptb_tokenize_refs({"v1": list(refs["v1"]), "v2": list(refs["v2"])}) is first  # no second JVM
+
+
+def test_table1_marks_the_tuned_cells():
+    from reports.model import Row, Trial
+
+    def trial(tuned):
+        return Trial("r", "student", "rep+ce", 0.2, "0", "h", "FINISHED", 0, None, {}, tuned=tuned)
+
+    assert Row("student", "rep+ce", 0.2, [trial(True), trial(True)]).label == "L_rep + L_CE student (k = 0.2, Optuna-tuned)"
+    assert Row("student", "rep+ce", 0.2, [trial(False)]).label == "L_rep + L_CE student (k = 0.2)"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import csv
+import hashlib
 import json
 import math
 import os
@@ -90,6 +91,18 @@ def ptb_tokenize(captions: dict[str, list[str]]) -> dict[str, list[str]]:
     for key, line in zip(keys, out_lines):
         out[key].append(" ".join(w for w in line.rstrip().split(" ") if w and w not in PUNCTUATIONS))
     return out
+
+
+_tokenized_refs: dict[str, dict[str, list[str]]] = {}
+
+
+def ptb_tokenize_refs(refs: dict[str, list[str]]) -> dict[str, list[str]]:
+    """ptb_tokenize, remembered per process: every trial of a sweep scores against the same references,
+    and each call starts a JVM. (Tokenisation is per line, so tokenising them apart changes nothing.)"""
+    key = hashlib.sha256(json.dumps(refs, sort_keys=True).encode("utf-8")).hexdigest()
+    if key not in _tokenized_refs:
+        _tokenized_refs[key] = ptb_tokenize(refs)
+    return _tokenized_refs[key]
 
 
 # ---- METEOR: one JVM per process --------------------------------------------------------------
@@ -220,10 +233,8 @@ class CaptionScorer:
         """(corpus metrics bleu_1..4, meteor, rouge_l, cider, [spice], score; {video: per-video metrics})."""
         check_alignment(refs, preds)
         ids = list(refs)
-        both = ptb_tokenize({**{f"r{i}": refs[v] for i, v in enumerate(ids)},
-                             **{f"p{i}": [preds[v]] for i, v in enumerate(ids)}})
-        gts = {v: both[f"r{i}"] for i, v in enumerate(ids)}
-        res = {v: both[f"p{i}"] for i, v in enumerate(ids)}
+        gts = ptb_tokenize_refs(refs)
+        res = ptb_tokenize({v: [preds[v]] for v in ids})
         metrics, per_video = score_tokenized(gts, res)
         if self.meteor:
             metrics["meteor"], scores = _meteor_score(gts, res)
@@ -269,7 +280,7 @@ class ValidationScorer:
     def __init__(self, refs: dict[str, list[str]]):
         if not refs:
             raise DataError("validation split: no videos to validate on")
-        self.gts = ptb_tokenize(refs)
+        self.gts = ptb_tokenize_refs(refs)
 
     def score(self, preds: dict[str, str]) -> dict[str, float]:
         check_alignment(self.gts, preds, "validation references", "validation predictions")

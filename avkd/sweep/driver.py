@@ -162,8 +162,6 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
         teachers, guides, students = plan_trials(cfg, dataset_fp)
         done = mt.finished_runs_by_hash(uri, exp_id)
         t0 = time.time()
-        with clock.phase("ray_start"):
-            _ray_init()
         timed_phase = _timed(clock, _run_phase)
         try:
             # Each phase runs the trials whose teacher and guides finished in the phases before.
@@ -275,6 +273,7 @@ def _run_phase(phase: str, specs: list[TrialSpec], ctx: SweepContext, cfg: Sweep
         console.print(f">> {phase}: {len(specs) - len(todo)} trial(s) already FINISHED in MLflow (skipped)")
     if not todo and search is None:
         return None
+    _ray_init()  # here, not before the phases: the rerun of a finished sweep starts no Ray at all
     console.print(f"[bold]>> {phase}[/]: {len(todo) if search is None else search['num_samples']} trial(s) "
                   f"on Ray ({cfg.resources.cpu:g} CPU, {cfg.resources.gpu:g} GPU each, "
                   f"{cfg.resources.max_concurrent_trials} at a time)")
