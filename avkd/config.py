@@ -111,6 +111,10 @@ class TrainingConfig:
     grad_clip: float = 5.0
     patience: int = 5  # early stopping on the validation metric
     val_metric: Literal["cider", "bleu_4"] = "cider"
+    # Caption pairs per epoch: None = every reference caption of every train video; n = a fresh random
+    # n of each video's captions every epoch (as many captioning codebases do: epochs get cheaper,
+    # every caption is still seen over the epochs)
+    captions_per_video: Optional[int] = None
 
 
 @dataclass
@@ -258,6 +262,10 @@ class TuneSpace:
 @dataclass
 class TuneConfig:
     num_samples: int = 8  # Optuna trials per (k, loss) cell
+    # The cells searched: these ks x these losses (None: every grid k / loss); the other cells train
+    # with the sweep file's settings, as without a tune section
+    ks: Optional[list[float]] = None
+    losses: Optional[list[str]] = None
     metric: Literal["cider", "bleu_4"] = "cider"  # a validation metric: the test split is never used to tune
     seed: int = 0
     asha: bool = False  # early-stop bad trials with ASHA
@@ -454,6 +462,8 @@ def _check_ranges(cfg: SweepConfig) -> None:
     need(cfg.training.lr > 0, "training.lr", "must be > 0")
     need(cfg.training.weight_decay >= 0, "training.weight_decay", "must be >= 0 (torch's Adam refuses negative values)")
     need(cfg.training.patience >= 1, "training.patience", "must be >= 1")
+    need(cfg.training.captions_per_video is None or cfg.training.captions_per_video >= 1,
+         "training.captions_per_video", "must be >= 1 (or null: every caption)")
     need(len(cfg.distill.mlp.hidden) == 2 and all(h >= 1 for h in cfg.distill.mlp.hidden),
          "distill.mlp.hidden", "must be two positive layer sizes (the paper's MLP has two hidden layers)")
     need(0.0 <= cfg.distill.mlp.dropout < 1.0, "distill.mlp.dropout", "must be in [0, 1)")
@@ -485,6 +495,9 @@ def _check_ranges(cfg: SweepConfig) -> None:
     if cfg.tune is not None:
         sp = cfg.tune.space
         need(cfg.tune.num_samples >= 1, "tune.num_samples", "must be >= 1")
+        for key, values, grid in (("ks", cfg.tune.ks, cfg.grid.ks), ("losses", cfg.tune.losses, cfg.grid.losses)):
+            for i, v in enumerate(values or []):
+                need(v in grid, f"tune.{key}[{i}]", f"{v!r} is not in grid.{key}")
         need(bool(sp.mlp_hidden) and all(h >= 1 for h in sp.mlp_hidden), "tune.space.mlp_hidden", "must be positive sizes")
         for key in ("mlp_dropout", "decoder_dropout"):
             lo_hi = getattr(sp, key)

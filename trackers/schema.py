@@ -52,6 +52,14 @@ SWEEP_TRIALS_S = "time/trials_s"  # sweep run: all trials' wall time
 SWEEP_TRIAL_COUNTS = {"finished": "trials/finished", "skipped": "trials/skipped", "failed": "trials/failed"}
 
 
+def phase_time_metric(phase: str) -> str:
+    """Seconds a sweep or trial spent in one phase: time/features_s, time/validation_s, time/total_s ...
+
+    Characters MLflow refuses in names (e.g. the `+` of rep+ce) become `_`. Phase names never read as
+    a Table II name (time/teacher_s, time/k0.2_s: see parse_time_metric)."""
+    return f"time/{re.sub(r'[^A-Za-z0-9_.-]', '_', phase)}_s"
+
+
 _EARLY_EXIT = re.compile(r"ee/t([0-9.]+)/(.+)")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import csv
+import hashlib
 import json
 import math
 import os
@@ -29,6 +30,7 @@ from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 
+from avkd.clock import phase
 from avkd.data.vocab import normalize_text
 from avkd.errors import AvkdError, DataError
 from avkd.evaluation import score as S
@@ -75,7 +77,8 @@ def ptb_tokenize(captions: dict[str, list[str]]) -> dict[str, list[str]]:
         return {k: [] for k in captions}
     cmd = [_need_java(), "-cp", str(PTB_JAR), "edu.stanford.nlp.process.PTBTokenizer",
            "-preserveLines", "-lowerCase", "-encoding", "utf-8"]
-    proc = subprocess.run(cmd, input="\n".join(lines).encode("utf-8"), capture_output=True)
+    with phase("ptb_tokenize"):  # a JVM start per call: ~1 s of it is start-up
+        proc = subprocess.run(cmd, input="\n".join(lines).encode("utf-8"), capture_output=True)
     if proc.returncode != 0:
         raise AvkdError(f"PTB tokenizer ({PTB_JAR.name}) failed with exit code {proc.returncode}: "
                         f"{_java_error(proc.stderr)}")
@@ -90,6 +93,18 @@ def ptb_tokenize(captions: dict[str, list[str]]) -> dict[str, list[str]]:
     return out
 
 
+_tokenized_refs: dict[str, dict[str, list[str]]] = {}
+
+
+def ptb_tokenize_refs(refs: dict[str, list[str]]) -> dict[str, list[str]]:
+    """ptb_tokenize, remembered per process: every trial of a sweep scores against the same references,
+    and each call starts a JVM. (Tokenisation is per line, so tokenising them apart changes nothing.)"""
+    key = hashlib.sha256(json.dumps(refs, sort_keys=True).encode("utf-8")).hexdigest()
+    if key not in _tokenized_refs:
+        _tokenized_refs[key] = ptb_tokenize(refs)
+    return _tokenized_refs[key]
+
+
 # ---- METEOR: one JVM per process --------------------------------------------------------------
 
 _meteor: Meteor | None = None
@@ -100,7 +115,9 @@ def _meteor_scorer() -> Meteor:
     global _meteor
     if _meteor is None or _meteor.meteor_p.poll() is not None:
         _need_java()
-        _meteor = Meteor()
+        with phase("meteor_start"):
+            _meteor = Meteor()
+            _meteor._stat("a", ["a"])  # blocks until the JVM has loaded (what the ~7 s start costs)
     return _meteor
 
 
@@ -216,10 +233,8 @@ class CaptionScorer:
         """(corpus metrics bleu_1..4, meteor, rouge_l, cider, [spice], score; {video: per-video metrics})."""
         check_alignment(refs, preds)
         ids = list(refs)
-        both = ptb_tokenize({**{f"r{i}": refs[v] for i, v in enumerate(ids)},
-                             **{f"p{i}": [preds[v]] for i, v in enumerate(ids)}})
-        gts = {v: both[f"r{i}"] for i, v in enumerate(ids)}
-        res = {v: both[f"p{i}"] for i, v in enumerate(ids)}
+        gts = ptb_tokenize_refs(refs)
+        res = ptb_tokenize({v: [preds[v]] for v in ids})
         metrics, per_video = score_tokenized(gts, res)
         if self.meteor:
             metrics["meteor"], scores = _meteor_score(gts, res)
@@ -265,7 +280,7 @@ class ValidationScorer:
     def __init__(self, refs: dict[str, list[str]]):
         if not refs:
             raise DataError("validation split: no videos to validate on")
-        self.gts = ptb_tokenize(refs)
+        self.gts = ptb_tokenize_refs(refs)
 
     def score(self, preds: dict[str, str]) -> dict[str, float]:
         check_alignment(self.gts, preds, "validation references", "validation predictions")

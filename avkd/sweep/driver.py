@@ -24,6 +24,7 @@ from typing import Any
 
 from rich.console import Console
 
+from avkd.clock import PhaseClock
 from avkd.config import SweepConfig, config_hash, load_sweep
 from avkd.errors import AvkdError
 from avkd.sweep.cluster import trial_resources
@@ -82,14 +83,16 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
     from trackers import mlflow_tracker as mt
 
     t_start = time.time()
+    clock = PhaseClock()  # the sweep's breakdown (time/<phase>_s on the parent run, printed at the end)
     methods.check(cfg, sweep_file)  # (cmd_sweep checked already; callers of run_sweep get the same check)
     # Pre-flight: an unwritable/full folder or a bad tracking store is one line now, not an hour in.
     from avkd.storage import check_sweep_folders
     from trackers.preflight import check_tracking_store
     check_sweep_folders({"feature cache": _abs(cfg.features.cache_dir), "runs folder": _abs(cfg.runs_dir)})
     check_tracking_store(mt.resolve_tracking_uri(cfg.tracking.uri))
-    dataset = _load_dataset(cfg)
-    dataset_fp = dataset.fingerprint()
+    with clock.phase("corpus"):
+        dataset = _load_dataset(cfg)
+        dataset_fp = dataset.fingerprint()
     uri = mt.resolve_tracking_uri(cfg.tracking.uri)
     extraction_nodes = None
     if os.environ.get("RAY_ADDRESS"):  # a cluster: one tracking server for all nodes, each node checked
@@ -116,23 +119,23 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
         parent.log_dict({"issues": [i.__dict__ for i in dataset.issues]}, schema.ARTIFACT_DATASET_ISSUES)
 
         # 3. features (cached; computed once for every k before any trial)
-        t0 = time.time()
         guide_ks = {g.k for key in cfg.grid.losses for g in methods.get(key).guide_trials(cfg)}
         ks = sorted({1.0, *cfg.grid.ks, *guide_ks})
         # on a cluster (Ray started above), extraction runs as sharded Ray tasks (see features.shards)
-        tables = extract_variants(dataset, cfg.features, ks, nodes=extraction_nodes)
+        with clock.phase("features"):
+            tables = extract_variants(dataset, cfg.features, ks, nodes=extraction_nodes)
         errors = {f"{k:g}": t.errors for k, t in tables.items()}
         parent.log_dict({"errors": errors, "no_audio": {f"{k:g}": t.no_audio for k, t in tables.items()}},
                         schema.ARTIFACT_EXTRACTION_ERRORS)
         weight_tags = _weights_tags(tables)
         parent.set_tags(weight_tags)
         weights = weight_tags[schema.WEIGHTS]
-        parent.log_metrics({"time/features_s": time.time() - t0})
         sweep_inputs = build_inputs(dataset, cfg.dataset.min_count, tables, _stored_attributes(cfg))
 
         # 4. Table II timing, with nothing else competing for the cores
         if cfg.grid.timing.enabled:
-            _timing(cfg, uri, exp_id, parent.run_id)
+            with clock.phase("timing"):
+                _timing(cfg, uri, exp_id, parent.run_id)
 
         # 5. trials
         ctx = SweepContext(
@@ -147,26 +150,28 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
         t0 = time.time()
         _ray_init()
         ctx = dataclasses.replace(ctx, inputs=share(sweep_inputs))  # into Ray's object store, once
+        timed_phase = _timed(clock, _run_phase)
         try:
             if cfg.tune is not None:  # fair tuning: the teacher and blind baseline get the students' budget first
                 from avkd.sweep.tune import tune_references
 
-                tuned = tune_references(cfg, teachers, ctx, done, outcome, _run_phase, console)
+                tuned = tune_references(cfg, teachers, ctx, done, outcome, timed_phase, console)
                 teachers, guides, students = plan_trials(cfg, dataset_fp, tuned)
             # Each phase runs the trials whose teacher and guides finished in the phases before.
-            _run_phase("teachers", teachers, ctx, cfg, done, outcome)
+            timed_phase("teachers", teachers, ctx, cfg, done, outcome)
             unusable = {s.config_hash for s in teachers if s.name in outcome.failed}
-            _run_phase("mentors", _runnable(guides, unusable, outcome, "its teacher failed"), ctx, cfg, done, outcome)
+            timed_phase("mentors", _runnable(guides, unusable, outcome, "its teacher failed"), ctx, cfg, done, outcome)
             unusable |= {s.config_hash for s in guides if s.name in outcome.failed or s.name in outcome.not_run}
             runnable = _runnable(students, unusable, outcome, "its teacher or a guide (extra teacher, mentor) failed")
             if cfg.tune is not None:
                 from avkd.sweep.tune import run_tuning
 
-                run_tuning(cfg, runnable, ctx, done, outcome, _run_phase, console)
+                run_tuning(cfg, runnable, ctx, done, outcome, timed_phase, console)
             else:
-                _run_phase("students", runnable, ctx, cfg, done, outcome)
+                timed_phase("students", runnable, ctx, cfg, done, outcome)
         finally:
-            _ray_shutdown()
+            with clock.phase("ray_stop"):
+                _ray_shutdown()
         # Every trial has ended now; a run still RUNNING lost its worker (e.g. its node) mid-trial.
         orphans = mt.mark_stale_runs(uri, exp_id, parent_run_id=parent.run_id)
         if orphans:
@@ -179,17 +184,29 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
         try:
             from reports.build import load_report, write_report
 
-            report = load_report(uri, sweep_run_id=parent.run_id)
-            parent.log_dict(report.table1.summary, schema.ARTIFACT_SUMMARY)
-            if build_report:
-                out = write_report(report, out=str(_abs(report_out)))
-                console.print(f"[bold]>> report[/]: {out}")
+            with clock.phase("report"):
+                report = load_report(uri, sweep_run_id=parent.run_id)
+                parent.log_dict(report.table1.summary, schema.ARTIFACT_SUMMARY)
+                if build_report:
+                    out = write_report(report, out=str(_abs(report_out)))
+                    console.print(f"[bold]>> report[/]: {out}")
         except AvkdError as err:
             console.print(f"[red]summary/report not built: {err}[/]")
         if outcome.failed:
             parent.set_tags({schema.FAILED_TRIALS: ",".join(sorted(outcome.failed))[:5000]})
+        parent.log_metrics(clock.metrics())
     _print_summary(outcome, time.time() - t_start)
+    console.print("[bold]>> where the time went[/] (time/<phase>_s on the sweep run):\n   "
+                  + "\n   ".join(clock.lines()), highlight=False)
     return outcome
+
+
+def _timed(clock: PhaseClock, run_phase):
+    """run_phase timed into the clock as trials_<phase> (teachers, students, each tuning cell ...)."""
+    def timed(phase: str, *args, **kwargs):
+        with clock.phase(f"trials_{phase}"):
+            return run_phase(phase, *args, **kwargs)
+    return timed
 
 
 def _timing(cfg: SweepConfig, uri: str, exp_id: str, parent_run_id: str) -> None:
@@ -251,6 +268,7 @@ def _run_phase(phase: str, specs: list[TrialSpec], ctx: SweepContext, cfg: Sweep
         console.print(f">> {phase}: {len(specs) - len(todo)} trial(s) already FINISHED in MLflow (skipped)")
     if not todo and search is None:
         return None
+    _ray_init()  # here, not before the phases: the rerun of a finished sweep starts no Ray at all
     console.print(f"[bold]>> {phase}[/]: {len(todo) if search is None else search['num_samples']} trial(s) "
                   f"on Ray ({cfg.resources.cpu:g} CPU, {cfg.resources.gpu:g} GPU each, "
                   f"{cfg.resources.max_concurrent_trials} at a time)")

@@ -105,8 +105,10 @@ def _result_config(cfg: SweepConfig, dataset_fp: str) -> dict[str, Any]:
     data = {k: v for k, v in d["dataset"].items() if k not in ("root", "synth")}
     # Early exit off: hashed as before the option existed, so earlier finished trials stay finished.
     model = {k: v for k, v in d["model"].items() if k != "early_exit" or v["enabled"]}
+    # Every caption per epoch (the default): hashed as before the option existed, for the same reason.
+    training = {k: v for k, v in d["training"].items() if k != "captions_per_video" or v is not None}
     return {"dataset": data, "dataset_fingerprint": dataset_fp, "features": feats, "model": model,
-            "training": d["training"], "decoding": d["decoding"], "evaluation": d["evaluation"]}
+            "training": training, "decoding": d["decoding"], "evaluation": d["evaluation"]}
 
 
 def trial_identity(cfg: SweepConfig, spec: TrialSpec, dataset_fp: str) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from avkd.clock import PhaseClock, phase
 from avkd.config import SweepConfig, parse_sweep
 from avkd.sweep.plan import BLIND, GUIDE, TUNE, SweepContext, TrialSpec
 from trackers import schema
@@ -116,7 +117,8 @@ def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
         tags[schema.GUIDE] = spec.guide
     reporting_to_tune = spec.role == TUNE
     started = time.time()
-    with scratch, RunLogger(ctx.tracking_uri, ctx.experiment_id, spec.name, tags,
+    clock = PhaseClock()  # the trial's breakdown: data, epochs, validation, test decoding and metrics, JVM starts
+    with scratch, clock, RunLogger(ctx.tracking_uri, ctx.experiment_id, spec.name, tags,
                    params={**cfg.flat(), **{f"tune.{k}": v for k, v in overrides.items()}},
                    parent_run_id=ctx.parent_run_id) as run:
         resolved = {"trial": spec.to_dict(), "overrides": overrides, "config": cfg.to_dict()}
@@ -142,7 +144,8 @@ def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
                 best_so_far[0] = max(best_so_far[0], metrics[val_key])
                 tune.report({"val_best": best_so_far[0], "epoch": step})
 
-        inputs = load_trial_inputs(ctx, spec)
+        with phase("data"):
+            inputs = load_trial_inputs(ctx, spec)
         result = _train(cfg, ctx, spec, inputs, out_dir, log)
         final = {f"val/best_{cfg.training.val_metric}": result.val_best, "trial_time_s": time.time() - started}
         if result.test_metrics:
@@ -152,8 +155,8 @@ def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
             run.set_tags({schema.SCORE_METRICS: ",".join(result.score_metrics)})
             run.log_artifact(result.captions_path)
             run.log_artifact(result.per_video_path)
-        run.log_metrics(final)
         run.log_artifact(result.checkpoint, "checkpoint")
+        run.log_metrics({**final, **clock.metrics()})
         run_id = run.run_id
     from ray import tune
 

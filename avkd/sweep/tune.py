@@ -38,6 +38,12 @@ def _space(cfg: SweepConfig, params: tuple[str, ...] = STUDENT_PARAMS) -> dict:
     return {p: space[p] for p in params}
 
 
+def tuned_cell(cfg: SweepConfig, spec: TrialSpec) -> bool:
+    """Is the spec's (k, loss) cell one the tune section searches (tune.ks x tune.losses, default all)?"""
+    t = cfg.tune
+    return (t.ks is None or spec.k in t.ks) and (t.losses is None or spec.method in t.losses)
+
+
 def _best_of_cell(label: str, key: str, base: TrialSpec, params: tuple[str, ...], cfg: SweepConfig, ctx: SweepContext,
                   done: dict, outcome, run_phase, console) -> dict | None:
     """Run (or continue) the cell's Optuna study on `base`'s seed; its best parameters (None: no trial completed)."""
@@ -47,7 +53,8 @@ def _best_of_cell(label: str, key: str, base: TrialSpec, params: tuple[str, ...]
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage_url = f"sqlite:///{Path(ctx.trials_dir).parent / 'optuna.db'}"
-    study_name = f"{cfg.name}-{key}-{config_hash({'spec': base.config_hash, 'tune': cfg.to_dict()['tune']})}"
+    search_space = {n: v for n, v in cfg.to_dict()["tune"].items() if n not in ("ks", "losses")}  # (not which cells)
+    study_name = f"{cfg.name}-{key}-{config_hash({'spec': base.config_hash, 'tune': search_space})}"
     storage = optuna.storages.RDBStorage(storage_url)
     study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize", load_if_exists=True)
     finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
@@ -91,9 +98,12 @@ def tune_references(cfg: SweepConfig, specs: list[TrialSpec], ctx: SweepContext,
 def run_tuning(cfg: SweepConfig, specs: list[TrialSpec], ctx: SweepContext, done: dict, outcome, run_phase,
                console) -> None:
     cells: dict[tuple[float, str], list[TrialSpec]] = defaultdict(list)
+    finals = []  # the tuned cells' best configurations, and the students of cells not searched as they are
     for s in specs:
-        cells[(s.k, s.method)].append(s)
-    finals = []
+        if tuned_cell(cfg, s):
+            cells[(s.k, s.method)].append(s)
+        else:
+            finals.append(s)
     for (k, loss), cell in sorted(cells.items()):
         # tune on the first seed; the best configuration is re-run for every seed
         best = _best_of_cell(f"k={k:g} {loss}", f"k{k:g}-{loss}", cell[0], STUDENT_PARAMS, cfg, ctx, done, outcome, run_phase, console)
@@ -102,4 +112,4 @@ def run_tuning(cfg: SweepConfig, specs: list[TrialSpec], ctx: SweepContext, done
                 outcome.not_run[s.name] = "no tuning trial completed"
             continue
         finals += [tuned_spec(s, best) for s in cell]
-    run_phase("tuned students", finals, ctx, cfg, done, outcome)
+    run_phase("students", finals, ctx, cfg, done, outcome)

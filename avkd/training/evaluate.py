@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from avkd.clock import phase
 from avkd.config import SweepConfig
 from avkd.data.vocab import Vocabulary
 from avkd.evaluation import metrics as M
@@ -37,7 +38,7 @@ def finish(model: Captioner, data: TrialData, inputs: TrialInputs, cfg: SweepCon
 
     model.eval()
     dc = cfg.decoding
-    with torch.no_grad():
+    with torch.no_grad(), phase("test_decode"):
         x = model.mlp(data.test) if model.mlp is not None else data.test
         decode(model.decoder, x[:4], dc.beam_size, dc.max_len, dc.length_penalty)  # warm-up: time steady state
         started = time.perf_counter()
@@ -48,7 +49,8 @@ def finish(model: Captioner, data: TrialData, inputs: TrialInputs, cfg: SweepCon
 
     scorer = scorer or M.default_scorer(cfg.evaluation.spice_jars)
     refs = references(test, inputs.references, "test")
-    metrics, per_video = scorer.score(refs, preds)
+    with phase("test_metrics"):
+        metrics, per_video = scorer.score(refs, preds)
     score, averaged = S.final_score(metrics)
     metrics["score"] = score
     metrics.update(attribute_metrics(preds, inputs.attributes, per_video))

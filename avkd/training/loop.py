@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from avkd.clock import phase
 from avkd.config import LossTerm, SweepConfig
 from avkd.data.vocab import PAD_ID, Vocabulary
 from avkd.evaluation import metrics as M
@@ -128,13 +129,28 @@ def video_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[tor
     return list(torch.split(order, batch_size))
 
 
-def pair_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, window: int = 16
-                 ) -> list[torch.Tensor]:
-    """A shuffled pass over caption pairs, batched by similar length to waste less time on padding.
+def epoch_pairs(rows: np.ndarray, per_video: int | None, rng: np.random.Generator) -> np.ndarray | None:
+    """The caption pairs of one epoch: None (every pair), or a fresh random `per_video` of each video's pairs.
+
+    rows: the video row of each pair. A video with fewer captions contributes all of them.
+    """
+    if per_video is None:
+        return None  # (draws nothing from rng: training with every caption is as before the option)
+    shuffled = rng.permutation(len(rows))
+    by_video = shuffled[np.argsort(rows[shuffled], kind="stable")]  # each video's pairs, in random order
+    grouped = rows[by_video]
+    rank = np.arange(len(rows)) - np.searchsorted(grouped, grouped, side="left")  # place within its video
+    return np.sort(by_video[rank < per_video])
+
+
+def pair_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, window: int = 16,
+                 pairs: np.ndarray | None = None) -> list[torch.Tensor]:
+    """A shuffled pass over caption pairs (`pairs`, default all), batched by similar length to waste less
+    time on padding.
 
     Shuffle, sort each run of `window` batches by caption length, cut into batches, shuffle the batches.
     """
-    order = rng.permutation(len(lengths))
+    order = rng.permutation(len(lengths)) if pairs is None else pairs[rng.permutation(len(pairs))]
     batches = []
     span = batch_size * window
     for start in range(0, len(order), span):
@@ -216,18 +232,22 @@ def fit_decoder(fit: Fit, objective: Objective, train_mlp: bool, epochs: int,
         with torch.no_grad():  # frozen mapper (eval mode): map the split once instead of every batch
             latents, mlp, teacher = model.mlp(data.train), None, None
     lengths = (data.seqs != PAD_ID).sum(1).cpu().numpy()
+    rows = data.rows.cpu().numpy()
     stop = EarlyStop(tc.patience)
     first = len(fit.history) + 1
     for epoch in range(first, first + epochs):
         set_trainable(model, decoder=True, mlp=train_mlp)
         started = time.perf_counter()
-        record = train_epoch(params, optimiser, pair_batches(lengths, tc.batch_size, fit.rng),
-                             lambda i: pair_outputs(model.decoder, mlp, latents, data.rows[i], data.seqs[i], teacher,
-                                                    guides, temperature), objective, tc.grad_clip, epoch)
+        with phase("epochs"):
+            pairs = epoch_pairs(rows, tc.captions_per_video, fit.rng)
+            record = train_epoch(params, optimiser, pair_batches(lengths, tc.batch_size, fit.rng, pairs=pairs),
+                                 lambda i: pair_outputs(model.decoder, mlp, latents, data.rows[i], data.seqs[i],
+                                                        teacher, guides, temperature), objective, tc.grad_clip, epoch)
         record["train/epoch_s"] = time.perf_counter() - started
         if guides is not None:
             record.update(guides.epoch_metrics())
-        record.update(validate_captions(model, data, fit.vocab, fit.val_scorer, fit.cfg.decoding.max_len))
+        with phase("validation"):
+            record.update(validate_captions(model, data, fit.vocab, fit.val_scorer, fit.cfg.decoding.max_len))
         if train_mlp and data.teacher_validate is not None:
             with torch.no_grad():
                 record["val/rep_l1"] = float((model.mlp(data.validate) - data.teacher_validate).abs().mean())
@@ -250,9 +270,10 @@ def fit_mapper(fit: Fit, objective: Objective, epochs: int, temperature: float |
         set_trainable(model, decoder=False, mlp=True)
         started = time.perf_counter()
         batches = video_batches(len(data.train), tc.batch_size, fit.rng)
-        record = train_epoch(params, optimiser, batches,
-                             lambda rows: mapper_outputs(model.mlp, data.train, data.teacher_train, rows, temperature),
-                             objective, tc.grad_clip, epoch)
+        with phase("epochs"):
+            record = train_epoch(params, optimiser, batches,
+                                 lambda rows: mapper_outputs(model.mlp, data.train, data.teacher_train, rows,
+                                                             temperature), objective, tc.grad_clip, epoch)
         record["train/epoch_s"] = time.perf_counter() - started
         model.mlp.eval()
         with torch.no_grad():

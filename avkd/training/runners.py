@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from avkd import methods as registry
+from avkd.clock import phase
 from avkd.config import LossTerm, SweepConfig
 from avkd.errors import ConfigError, DataError
 from avkd.evaluation import metrics as M
@@ -52,13 +53,15 @@ def run_teacher(cfg: SweepConfig, inputs: TrialInputs, seed: int, out_dir: Path,
     """
     rng = seed_everything(seed)
     device = _device(cfg)
-    raw = split_latents(inputs.features, "teacher features")
-    mean, std = latent_stats(raw["train"])
-    decoder = _new_decoder(cfg, raw["train"].shape[1], len(inputs.vocab))
-    audio_dim = inputs.features["train"].audio.shape[1]
-    model = Captioner(decoder, mean, std, blind=blind, modality=modality, audio_dim=audio_dim).to(device)
-    data = make_data(model.standardise, raw, inputs, cfg.dataset.max_caption_len, device)
-    val_scorer = M.ValidationScorer(references(inputs.features["validate"], inputs.references, "validate"))
+    with phase("data"):
+        raw = split_latents(inputs.features, "teacher features")
+        mean, std = latent_stats(raw["train"])
+        decoder = _new_decoder(cfg, raw["train"].shape[1], len(inputs.vocab))
+        audio_dim = inputs.features["train"].audio.shape[1]
+        model = Captioner(decoder, mean, std, blind=blind, modality=modality, audio_dim=audio_dim).to(device)
+        data = make_data(model.standardise, raw, inputs, cfg.dataset.max_caption_len, device)
+    with phase("validation"):
+        val_scorer = M.ValidationScorer(references(inputs.features["validate"], inputs.references, "validate"))
     fit = Fit(model, data, cfg, inputs.vocab, val_scorer, rng, log)
     stage = Stage("teacher", frozenset({DECODER}), (LossTerm("ce", 1.0),), "teacher loss", "captions",
                   cfg.training.epochs)
@@ -146,11 +149,13 @@ def run_student(cfg: SweepConfig, inputs: TrialInputs, method: str, teacher_chec
     mapper = m.mapper(cfg, audio_dim, raw["train"].shape[1] - audio_dim, teacher_dim)
     mean, std = latent_stats(raw["train"])
     model = Captioner(decoder, mean, std, mapper).to(device)
-    data = make_data(model.standardise, raw, inputs, cfg.dataset.max_caption_len, device)
-    with torch.no_grad():
-        data.teacher_train = teacher.standardise(torch.from_numpy(teacher_raw["train"]).to(device))
-        data.teacher_validate = teacher.standardise(torch.from_numpy(teacher_raw["validate"]).to(device))
-    val_scorer = M.ValidationScorer(references(inputs.features["validate"], inputs.references, "validate"))
+    with phase("data"):
+        data = make_data(model.standardise, raw, inputs, cfg.dataset.max_caption_len, device)
+        with torch.no_grad():
+            data.teacher_train = teacher.standardise(torch.from_numpy(teacher_raw["train"]).to(device))
+            data.teacher_validate = teacher.standardise(torch.from_numpy(teacher_raw["validate"]).to(device))
+    with phase("validation"):
+        val_scorer = M.ValidationScorer(references(inputs.features["validate"], inputs.references, "validate"))
 
     # Frozen guides (the teacher, and the method's extra teachers / mentor) and their aggregation unit.
     names = m.guides(cfg, guide)
