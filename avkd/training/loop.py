@@ -31,6 +31,7 @@ from avkd.training.data import TrialData
 from avkd.training.guides import Guides
 from avkd.training.losses import Objective, build_objective
 from avkd.training.stage import DECODER, MAPPER, Stage
+from trackers import schema
 
 LogFn = Callable[[dict[str, float], int], None]
 
@@ -224,7 +225,7 @@ def fit_decoder(fit: Fit, objective: Objective, train_mlp: bool, epochs: int,
         record = train_epoch(params, optimiser, pair_batches(lengths, tc.batch_size, fit.rng),
                              lambda i: pair_outputs(model.decoder, mlp, latents, data.rows[i], data.seqs[i], teacher,
                                                     guides, temperature), objective, tc.grad_clip, epoch)
-        record["train/epoch_s"] = time.perf_counter() - started
+        record[schema.EPOCH_S] = time.perf_counter() - started
         if guides is not None:
             record.update(guides.epoch_metrics())
         record.update(validate_captions(model, data, fit.vocab, fit.val_scorer, fit.cfg.decoding.max_len))
@@ -253,7 +254,7 @@ def fit_mapper(fit: Fit, objective: Objective, epochs: int, temperature: float |
         record = train_epoch(params, optimiser, batches,
                              lambda rows: mapper_outputs(model.mlp, data.train, data.teacher_train, rows, temperature),
                              objective, tc.grad_clip, epoch)
-        record["train/epoch_s"] = time.perf_counter() - started
+        record[schema.EPOCH_S] = time.perf_counter() - started
         model.mlp.eval()
         with torch.no_grad():
             all_rows = torch.arange(len(data.validate))
