@@ -364,7 +364,7 @@ def _report_notes(report: Report) -> list[str]:
 
 def page_context(report: Report, figures: list["Figure"]) -> dict:
     """Everything the template reads: plain strings, numbers as text, links into the MLflow UI's runs view."""
-    from trackers.mlflow_tracker import runs_url
+    from trackers.mlflow_tracker import compare_url, runs_url
 
     def link(run_id: str) -> str:
         return runs_url(report.ui_url, report.experiment_id, run_id)
@@ -384,7 +384,9 @@ def page_context(report: Report, figures: list["Figure"]) -> dict:
                   "weights": tags.get(schema.WEIGHTS, "unknown"), "weights_detail": tags.get(schema.WEIGHTS_DETAIL, ""),
                   "overrides": tags.get(schema.OVERRIDES, "")},
         "experiment": {"id": report.experiment_id, "name": report.experiment_name,
-                       "link": runs_url(report.ui_url, report.experiment_id)},
+                       "link": runs_url(report.ui_url, report.experiment_id),
+                       "compare_link": compare_url(report.ui_url, report.experiment_id,
+                                                   [t.run_id for row in report.table1.rows for t in row.trials])},
         "table1": {"header": HEADER1, "rows": rows1, "notes": report.table1.notes},
         "paper": None, "table2": None, "notes": _report_notes(report),
         "figures": [{"title": f.title, "caption": f.caption,

@@ -145,7 +145,7 @@ def ensure_experiment(uri: str, name: str) -> str:
         location = (db.parent / "mlruns" / "artifacts" / _safe_name(name)).as_uri() if db else None
         try:
             return _retry(f"create experiment {name!r}", client.create_experiment, name, artifact_location=location,
-                          tags={schema.EXPERIMENT_KIND: schema.EXPERIMENT_KIND_RUNS})
+                          tags=ui_experiment_tags())
         except AvkdError:
             exp = client.get_experiment_by_name(name)  # another process created it first
             if exp is None:
@@ -153,23 +153,49 @@ def ensure_experiment(uri: str, name: str) -> str:
     if exp.lifecycle_stage != "active":
         raise AvkdError(f"MLflow experiment {name!r} is deleted in {uri}; restore it "
                         f"(mlflow experiments restore --experiment-id {exp.experiment_id}) or choose another name")
-    if exp.tags.get(schema.EXPERIMENT_KIND) != schema.EXPERIMENT_KIND_RUNS:
-        _mark_runs_experiment(client, exp.experiment_id)
+    for key, value in ui_experiment_tags().items():
+        if exp.tags.get(key) != value:
+            _retry(f"tag experiment {name!r}", client.set_experiment_tag, exp.experiment_id, key, value)
     return exp.experiment_id
 
 
-def _mark_runs_experiment(client: MlflowClient, experiment_id: str) -> None:
-    """Make the MLflow UI open the experiment on its runs table, not the GenAI overview (schema.EXPERIMENT_KIND)."""
-    _retry(f"tag experiment {experiment_id}", client.set_experiment_tag, experiment_id,
-           schema.EXPERIMENT_KIND, schema.EXPERIMENT_KIND_RUNS)
+def trials_view_state() -> dict:
+    """The runs-table view of schema.TRIALS_VIEW_KEY, in the MLflow 3.17 web app's own view-state format.
+
+    Sorting by a param (not by date) lists child runs flat instead of folded under their parent."""
+    params = (schema.PARAM_ROLE, schema.PARAM_K, schema.PARAM_METHOD, schema.PARAM_SEED)
+    return {
+        "searchFilter": f"tags.`{schema.ROLE}` != 'sweep' and tags.`{schema.ROLE}` != 'timing'",
+        "orderByKey": f"params.`{schema.PARAM_K}`", "orderByAsc": True, "startTime": "ALL",
+        "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
+        "selectedColumns": ["attributes.`Run Name`", "attributes.`Duration`", *(f"params.`{p}`" for p in params),
+                            f"metrics.`{schema.TEST_SCORE}`", f"metrics.`{schema.TRIAL_TIME_S}`"],
+        "runsExpanded": {}, "runsPinned": [], "runsHidden": [], "runsHiddenMode": "SHOW_ALL", "viewMaximized": False,
+    }
+
+
+def ui_experiment_tags() -> dict[str, str]:
+    """Experiment tags for the MLflow UI: open on the classic runs table (schema.EXPERIMENT_KIND), and the
+    saved trials view (schema.TRIALS_VIEW_KEY)."""
+    return {schema.EXPERIMENT_KIND: schema.EXPERIMENT_KIND_RUNS,
+            schema.SHARED_VIEW_TAG_PREFIX + schema.TRIALS_VIEW_KEY: json.dumps(trials_view_state())}
 
 
 def runs_url(ui_url: str, experiment_id: str, run_id: str | None = None) -> str:
-    """A link into the MLflow UI that opens the classic runs view (or one run), never the GenAI pages."""
+    """A link into the MLflow UI's classic runs view (never its GenAI pages): one run, or the experiment's
+    trials view (schema.TRIALS_VIEW_KEY)."""
     base = f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}"
     if run_id:
         return f"{base}/runs/{run_id}?{schema.UI_RUNS_QUERY}"
-    return f"{base}/runs?{schema.UI_RUNS_QUERY}"
+    return f"{base}/runs?viewStateShareKey={schema.TRIALS_VIEW_KEY}&{schema.UI_RUNS_QUERY}"
+
+
+def compare_url(ui_url: str, experiment_id: str, run_ids: list[str]) -> str:
+    """The MLflow UI's compare page of these runs: parallel coordinates over their params (k, method, seed)."""
+    from urllib.parse import quote
+
+    runs, experiments = json.dumps(list(run_ids)), json.dumps([str(experiment_id)])
+    return f"{ui_url.rstrip('/')}/#/compare-runs?runs={quote(runs)}&experiments={quote(experiments)}"
 
 
 def git_commit() -> str:

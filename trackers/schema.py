@@ -33,12 +33,21 @@ SOURCE_NAME = "mlflow.source.name"  # the entry point, e.g. "python -m avkd swee
 SOURCE_TYPE = "mlflow.source.type"  # "LOCAL"
 SOURCE_GIT_COMMIT = "mlflow.source.git.commit"  # full hash of HEAD
 USER = "mlflow.user"
-# Experiment tag that picks the UI's page: MLflow 3.17's web app opens an experiment on its GenAI
-# overview (traces, evaluations) unless mlflow.experimentKind says "custom_model_development"; then
-# it opens the classic runs table (read in mlflow/server/js: ExperimentKind, the experiment side nav).
+# Which page the MLflow UI opens an experiment on (read in mlflow/server/js, 3.17.2): the experiment's
+# kind is taken from the tag mlflow.experimentKind only where the UI's workflow switch is off; in the
+# OSS 3.17 build it is always on, so the kind follows the "workflow type": the URL's ?workflowType=
+# (genai | machine_learning), else the browser's saved choice (localStorage "mlflow.workflowType", set
+# by the GenAI / Model training switch in the top bar), else genai -> the GenAI overview (traces,
+# evaluations). So every link avkd prints or writes carries workflowType=machine_learning (the classic
+# runs table), and its experiments also carry the tag (what UIs with the switch off read).
 EXPERIMENT_KIND = "mlflow.experimentKind"
 EXPERIMENT_KIND_RUNS = "custom_model_development"
 UI_RUNS_QUERY = "workflowType=machine_learning"  # links: .../#/experiments/<id>/runs?<this>
+# A saved runs-table view (MLflow's "share view": an experiment tag mlflow.sharedViewState.<key>, opened by
+# ...?viewStateShareKey=<key>): the trial runs flat, sorted by k, with the role/k/method/seed params and
+# test/score as columns. RunLogger's experiments carry it; the report and the end summary link to it.
+SHARED_VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+TRIALS_VIEW_KEY = "avkd-trials"
 
 # ---- params of trial runs ------------------------------------------------------------------------
 # A trial logs what makes it differ from the sweep's other trials (MLflow's compare view, "show diff

@@ -383,7 +383,6 @@ def _set_output_env(args) -> None:
     """What every process of the sweep inherits: plain output outside a terminal, warnings once per sweep,
     the command line as MLflow's source name."""
     import shlex
-    import sys
     import tempfile
 
     from trackers.mlflow_tracker import SOURCE_NAME_ENV
@@ -395,4 +394,5 @@ def _set_output_env(args) -> None:
     # progress view (avkd.sweep.progress) shows trials instead.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ[WARN_DIR_ENV] = tempfile.mkdtemp(prefix="avkd-warn-")
-    os.environ[SOURCE_NAME_ENV] = "python -m avkd " + shlex.join(sys.argv[1:] or ["sweep", args.sweep])
+    # MLflow's Source column shows the last path component: the sweep file (and the overrides).
+    os.environ[SOURCE_NAME_ENV] = "python -m avkd sweep " + shlex.join([args.sweep, *(args.overrides or [])])
