@@ -271,7 +271,7 @@ def test_index_html_is_self_contained(store, built):
     # links open MLflow's classic runs view (not its GenAI pages)
     link = f'href="http://127.0.0.1:5000/#/experiments/{store["exp"]}/runs/{store["teacher"]}?workflowType=machine_learning"'
     assert link in page
-    assert f'href="http://127.0.0.1:5000/#/experiments/{store["exp"]}/runs?workflowType=machine_learning"' in page
+    assert f'href="http://127.0.0.1:5000/#/experiments/{store["exp"]}/runs?viewStateShareKey=avkd-trials&amp;workflowType=machine_learning"' in page
     assert "name: demo" in page  # the sweep's config.yaml
     assert "abc1234" in page  # git commit of the sweep run
     assert_well_formed(page)
