@@ -116,3 +116,35 @@ def test_trials_view_shows_k_and_seed_param_columns(finished_sweep, ui, tmp_path
     assert "sweep-" not in text  # the parent run is filtered out of the trials view
     # their param cells: k 0.2 / 0.6 / 1, method, seed 0
     assert re.search(r"\b0\.2 rep\+ce student 0\b", text) and re.search(r"\b1 ce teacher 0\b", text), text[:3000]
+
+
+def test_finished_sweep_runs_as_mlflow_shows_them(finished_sweep, tmp_path):
+    """The same sweep's runs: params differ exactly in what varies, MLflow's own tags, system metrics, and
+    the command-line overrides recorded in the parent run."""
+    from mlflow.tracking import MlflowClient
+
+    from trackers import schema
+
+    uri, exp_id = finished_sweep
+    client = MlflowClient(uri)
+    runs = client.search_runs([exp_id])
+    trials = [r for r in runs if r.data.tags.get(schema.ROLE) in ("teacher", "student")]
+    assert len(trials) == 3
+    keys = set().union(*(r.data.params for r in trials))
+    varying = {k for k in keys if len({r.data.params.get(k) for r in trials}) > 1}
+    assert varying == {"role", "k", "method"} and keys == {"role", "k", "method", "seed"}
+    for r in trials:
+        tags = r.data.tags
+        assert tags[schema.SOURCE_NAME].startswith("python -m avkd sweep ") and tags[schema.USER]
+        assert len(tags[schema.SOURCE_GIT_COMMIT]) == 40
+        assert any(m.startswith("system/cpu") for m in r.data.metrics), sorted(r.data.metrics)
+        assert schema.TRIAL_TIME_S in r.data.metrics and "trial_time_s" not in r.data.metrics
+    parent = next(r for r in runs if r.data.tags.get(schema.ROLE) == "sweep")
+    assert "grid.losses=['rep+ce']" in parent.data.tags[schema.OVERRIDES]
+    assert parent.data.params["training.epochs"] == "1"  # the resolved config, overrides applied
+    saved = yaml.safe_load(Path(client.download_artifacts(parent.info.run_id, schema.ARTIFACT_OVERRIDES,
+                                                          str(tmp_path))).read_text())
+    assert saved == {"grid.losses": ["rep+ce"], "grid.blind": False, "grid.timing.enabled": False,
+                     "training.epochs": 1}
+    exp = client.get_experiment(exp_id)
+    assert exp.tags[schema.EXPERIMENT_KIND] == schema.EXPERIMENT_KIND_RUNS

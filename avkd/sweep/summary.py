@@ -11,9 +11,11 @@ from trackers import mlflow_tracker as mt
 from trackers import schema
 
 
-def best_students(uri: str, experiment_id: str, student_hashes: list[str]) -> dict[float, tuple[str, float, int]]:
+def best_students(uri: str, experiment_id: str, student_hashes: list[str],
+                  parent_run_id: str | None = None) -> dict[float, tuple[str, float, int]]:
     """k -> (method, mean test SCORE over seeds, number of seeds) of the best method at each k, over the
-    most recent FINISHED run of each of the sweep's student config hashes."""
+    most recent FINISHED run of each of the sweep's student config hashes (planned, or run by this parent:
+    tuned students get their hash from the tuning)."""
     wanted = set(student_hashes)
     runs = mt.search_all_runs(mt.mlflow_client(uri), experiment_id,
                               f"tags.`{schema.ROLE}` = 'student' and attributes.status = 'FINISHED'",
@@ -21,7 +23,8 @@ def best_students(uri: str, experiment_id: str, student_hashes: list[str]) -> di
     latest = {}
     for run in runs:  # oldest first: the latest run of a hash wins
         tags = run.data.tags
-        if tags.get(schema.CONFIG_HASH) in wanted and schema.TEST_SCORE in run.data.metrics:
+        ours = tags.get(schema.CONFIG_HASH) in wanted or (parent_run_id and tags.get(schema.PARENT) == parent_run_id)
+        if ours and schema.TEST_SCORE in run.data.metrics:
             latest[tags[schema.CONFIG_HASH]] = run
     scores: dict[tuple[float, str], list[float]] = defaultdict(list)
     for run in latest.values():
@@ -46,7 +49,7 @@ def print_where_to_look(console: Console, uri: str, experiment_id: str, experime
     console.print(f"   experiment:  {experiment} (id {experiment_id}), tracking {uri}", soft_wrap=True)
     console.print(f"   parent run:  {parent_run_id}", soft_wrap=True)
     console.print(f"   report:      {report if report is not None else '(not built)'}", soft_wrap=True)
-    best = best_students(uri, experiment_id, student_hashes)
+    best = best_students(uri, experiment_id, student_hashes, parent_run_id)
     if best:
         console.print("   best student per k (test SCORE, mean over seeds):")
         for k, (method, mean, n) in best.items():
