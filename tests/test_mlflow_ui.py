@@ -83,8 +83,12 @@ def ui(finished_sweep, tmp_path_factory):
             time.sleep(1)
         yield base
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+        os.killpg(server.pid, 15)  # its own process group: the server and its uvicorn worker
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, 9)
+            server.wait(timeout=30)
 
 
 def _dom(url: str, profile: Path) -> str:
