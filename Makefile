@@ -59,8 +59,9 @@ bench: setup ## Table II timing benchmark for SWEEP
 report: setup ## Build the report of the latest sweep from MLflow (reports/out/)
 	$(PY) reports/build.py
 
-ui: setup ## MLflow UI on http://$(UI_HOST):$(UI_PORT) (sqlite:///mlflow.db)
-	MLFLOW_DISABLE_TELEMETRY=true $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host $(UI_HOST) --port $(UI_PORT)
+# Light: one worker and no job runner (~5 s to start, ~0.5 GB) instead of MLflow's defaults (~12 s, ~2.9 GB).
+ui: setup ## MLflow UI on http://$(UI_HOST):$(UI_PORT) (sqlite:///mlflow.db; one worker, no job runner)
+	MLFLOW_DISABLE_TELEMETRY=true MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host $(UI_HOST) --port $(UI_PORT) --workers 1
 
 clean: ## Remove caches of Python and pytest (keeps data, features and runs)
 	rm -rf .pytest_cache .hypothesis $$(find . -name __pycache__ -not -path './.venv/*')

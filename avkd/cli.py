@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("sweep", help="run a sweep file end to end (features, trials, tables, report)")
     w.add_argument("sweep", help="sweep YAML file, e.g. sweeps/demo.yaml")
+    w.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="override any key of the sweep file (dotted path, YAML-typed value), e.g. "
+                        "training.epochs=3 'grid.ks=[0.2, 0.6]'; validated like the file, recorded in the sweep run")
+    w.add_argument("--dry-run", action="store_true",
+                   help="print the trial plan (which trials would run, which already FINISHED in MLflow) and exit: "
+                        "starts no Ray, writes no run")
     w.add_argument("--no-report", action="store_true", help="skip building the HTML report at the end")
     w.add_argument("--report-out", default="reports/out", help="report folder (default: reports/out)")
     w.set_defaults(handler=_handler("avkd.sweep.driver:cmd_sweep"))
@@ -63,7 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # key=value overrides may follow options (`sweep F --dry-run a=1`): argparse leaves those over.
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "command", None) == "sweep" and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.handler(args) or 0)
     except AvkdError as err:

@@ -569,3 +569,55 @@ def load_sweep(path: str | Path) -> SweepConfig:
         text = str(err).splitlines()[0] if str(err) else ""
         raise ConfigError(f"{path}: unreadable YAML value ({type(err).__name__}: {text[:160]})") from None
     return parse_sweep(data, str(path))
+
+
+# ---- command-line overrides ---------------------------------------------------------------------
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """["grid.ks=[0.2, 0.4]", "training.epochs=3"] -> {"grid.ks": [0.2, 0.4], "training.epochs": 3}.
+
+    Values are YAML-typed (3 -> int, 0.5 -> float, true -> bool, [a, b] -> list, null -> None), as
+    in the sweep file; a bad item is one ConfigError line naming it."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"command line: {item!r}: expected key=value (e.g. training.epochs=3)")
+        if not all(part.isidentifier() for part in key.split(".")):
+            raise ConfigError(f"command line: {item!r}: {key!r} is not a dotted key (e.g. grid.ks)")
+        try:
+            out[key] = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"command line: {item!r}: the value is not valid YAML ({problem})") from None
+    return out
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """data["grid"]["ks"] = value for key "grid.ks"; missing sections are created."""
+    node, parts = data, key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            where = ".".join(parts[:i + 1])
+            raise ConfigError(f"command line: {key}: {where} is a value ({_show(child)}), not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def load_sweep_with_overrides(path: str | Path, items: list[str]) -> tuple[SweepConfig, dict[str, Any]]:
+    """`python -m avkd sweep FILE key=value ...`: the file, validated alone (its errors name the file),
+    then with the overrides applied and validated again by the same rules (their errors name them).
+    Returns the config and the overrides as parsed (what the sweep run records)."""
+    cfg = load_sweep(path)
+    overrides = parse_overrides(items)
+    if not overrides:
+        return cfg, overrides
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    for key, value in overrides.items():
+        _set_dotted(data, key, value)
+    shown = " ".join(f"{k}={_show(v)}" for k, v in overrides.items())
+    return parse_sweep(data, f"{path} with {shown}"), overrides

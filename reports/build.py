@@ -364,13 +364,8 @@ def _table1_notes(rows: list[Row], terms: list[str], teacher: Row | None, extra:
 
 # ---- Table II -----------------------------------------------------------------------------------------
 
-def build_table2(run: Run) -> Table2:
-    values: dict[float, dict[tuple[bool, bool], float]] = {}
-    for key, value in run.data.metrics.items():
-        parsed = schema.parse_time_metric(key)
-        if parsed:
-            k, e2e, std = parsed
-            values.setdefault(k, {})[(e2e, std)] = value
+def build_table2(run: Run, values: dict[float, dict[tuple[bool, bool], float]]) -> Table2:
+    """`values`: mt.timing_values of the timing run (k -> {(end_to_end, std): seconds per video})."""
     rows = [TimingRow(k, v[(False, False)], v.get((False, True)), v.get((True, False)), v.get((True, True)))
             for k, v in values.items() if (False, False) in v]
     rows.sort(key=lambda r: r.k)  # students by k, then the teacher (k = 1)
@@ -512,7 +507,7 @@ def load_report(uri: str, experiment: str | None = None, sweep_run_id: str | Non
     table1 = build_table1(trials, missing, notes, _bootstrap_samples(sweep_run), _tune_note(sweep_run))
     config_text = _config_text(client, sweep_run)  # where the run shown differs from the paper (reports/deviations.py)
     table1.notes += deviations.deviation_notes(deviations.parse_config(config_text), sweep_run.data.tags, table1.terms)
-    table2 = build_table2(timing[-1]) if timing else None
+    table2 = build_table2(timing[-1], mt.timing_values(client, timing[-1])) if timing else None
     if table2 is not None:
         add_decoding(table2, table1)
     return Report(uri=uri, experiment_id=exp_id, experiment_name=exp_name, sweep_run=sweep_run,

@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import csv
 import datetime as dt
-import html
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -131,9 +130,7 @@ def table1_md(report: Report) -> str:
              _md_table(table1_header(report.table1), rows), ""]
     parts += [f"{i}. {note}" for i, note in enumerate(report.table1.notes, 1)]
     if report.paper:
-        paper_rows = [(label, cells) for label, _, _, cells in paper_table1_rows()]
-        parts += ["", "## Table I as published (MSR-VTT)", "",
-                  _md_table(HEADER1[:-2] + ["Diff (as published)"], paper_rows), "", PAPER_NOTE]
+        parts += ["", paper_comparison_md(report)]
     return "\n".join(parts) + "\n"
 
 
@@ -285,12 +282,62 @@ def table2_tex(report: Report) -> str:
     return _tex_table(t2.caption + ".", "tab:avkd-table2", header, rows, t2.notes)
 
 
+# ---- the paper side by side ------------------------------------------------------------------------------
+
+PAPER_DIFF = "diff"  # paper_values.TABLE1_COLUMNS' last column: Diff, as a fraction in the paper
+PAPER_HEADER = [*HEADER1[:-2], "Diff (%)"]  # the compared columns: the metrics, SCORE, Diff as a percentage
+
+
+def _ours_for(report: Report, loss: str, k: float) -> Row | None:
+    role = "teacher" if loss == "ce" else "student"
+    return next((r for r in report.table1.rows if r.role == role and (role == "teacher" or r.loss == loss)
+                 and round(r.k, 6) == round(k, 6)), None)
+
+
+def paper_comparison(report: Report) -> list[tuple[str, list[tuple[str, str, str, float | None]]]]:
+    """The paper's Table I rows, each next to ours: (label, [(ours, paper, delta, delta value) per column of
+    PAPER_HEADER]). Delta = ours - paper; Diff is compared as a percentage (the paper prints a fraction)."""
+    out = []
+    for label, loss, k, _ in paper_table1_rows():
+        published = dict(zip(paper_values.TABLE1_COLUMNS, paper_values.TABLE1[(loss, k)]))
+        ours_row = _ours_for(report, loss, k)
+        cells = []
+        for column in (*COLUMNS, PAPER_DIFF):
+            paper = published[column] * (100.0 if column == PAPER_DIFF else 1.0)
+            ours = None if ours_row is None else (ours_row.diff_pct if column == PAPER_DIFF else ours_row.mean.get(column))
+            delta = None if ours is None else ours - paper
+            digits = 2 if column == PAPER_DIFF else 3
+            cells.append((_num(ours, digits), _num(paper, digits), "-" if delta is None else f"{delta:+.{digits}f}", delta))
+        out.append((label, cells))
+    return out
+
+
+def paper_comparison_notes(report: Report) -> list[str]:
+    return [PAPER_NOTE.replace("its 'Diff (%)' column is printed as published: a fraction (0.127 means 12.7 %).",
+                               "its 'Diff (%)' fractions are shown here as percentages (0.127 -> 12.70)."),
+            "Δ = ours − paper (positive: ours is higher). Our rows are the means over seeds of Table I; '-': "
+            "no such row in this sweep (its k or method was not run). Rows of ours the paper does not have "
+            "(blind baseline, other methods) are only in Table I."]
+
+
+def paper_comparison_md(report: Report) -> str:
+    header = [f"{h} ({what})" for h in PAPER_HEADER for what in ("ours", "paper", "Δ")]
+    rows = [(label, [x for ours, paper, delta, _ in cells for x in (ours, paper, delta)])
+            for label, cells in paper_comparison(report)]
+    notes = paper_comparison_notes(report)
+    return "\n".join(["## Ours next to the paper (Table I, MSR-VTT)", "", _md_table(header, rows), "",
+                      *[f"{i}. {n}" for i, n in enumerate(notes, 1)]])
+
+
 # ---- terminal ---------------------------------------------------------------------------------------------
 
 def print_tables(report: Report) -> None:
+    """Table I, [ours next to the paper], Table II on the terminal; never cut (avkd.terminal.print_table)."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
+    from avkd.terminal import print_table
 
     def cell(c: Cell) -> str:
         mean, std, bold = c
@@ -304,18 +351,19 @@ def print_tables(report: Report) -> None:
         t1.add_column(h, justify="right")
     for row, cells in table1_cells(report.table1):
         t1.add_row(escape(row.label), *[cell(c) for c in cells])
-    console.print(t1)
+    print_table(console, t1)
     for i, note in enumerate(report.table1.notes, 1):
         console.print(f"  {i}. {escape(note)}", highlight=False)
     if report.paper:
-        tp = Table(title="Table I as published (MSR-VTT)")
+        tp = Table(title="Ours next to the paper (Table I, MSR-VTT): ours / paper / Δ")
         tp.add_column("")
-        for h in HEADER1[:-2] + ["Diff (as published)"]:
+        for h in PAPER_HEADER:
             tp.add_column(h, justify="right")
-        for label, _, _, cells in paper_table1_rows():
-            tp.add_row(escape(label), *cells)
-        console.print(tp)
-        console.print(f"  {escape(PAPER_NOTE)}", highlight=False)
+        for label, cells in paper_comparison(report):
+            tp.add_row(escape(label), *[f"{o} / {p} / {d}" for o, p, d, _ in cells])
+        print_table(console, tp)
+        for i, note in enumerate(paper_comparison_notes(report), 1):
+            console.print(f"  {i}. {escape(note)}", highlight=False)
     if report.table2 is None:
         console.print("Table II: no FINISHED timing run in this experiment.")
         return
@@ -325,126 +373,89 @@ def print_tables(report: Report) -> None:
         t2.add_column(h, justify="right")
     for label, cells in table2_cells(report.table2, report.paper):
         t2.add_row(escape(label), *[cell(c) for c in cells])
-    console.print(t2)
+    print_table(console, t2)
     for i, note in enumerate(report.table2.notes, 1):
         console.print(f"  {i}. {escape(note)}", highlight=False)
 
 
 # ---- index.html -------------------------------------------------------------------------------------------
 
-CSS = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1200px;
-       padding: 0 1em; color: #1f2328; }
-h1 { font-size: 1.6em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #d0d7de; }
-table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
-th, td { padding: 0.3em 0.6em; border-bottom: 1px solid #d0d7de; text-align: right; white-space: nowrap; }
-th:first-child, td:first-child { text-align: left; }
-thead th { border-bottom: 2px solid #1f2328; }
-tr.sep td { border-top: 2px solid #8c959f; }
-td b { color: #0a3069; }
-ol.notes { font-size: 0.85em; color: #57606a; }
-figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #d0d7de; }
-figcaption { font-size: 0.85em; color: #57606a; }
-pre { background: #f6f8fa; padding: 1em; overflow-x: auto; font-size: 0.8em; }
-dl.meta { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; }
-dl.meta dt { font-weight: bold; }
-.paper { background: #fff8c5; }
-"""
-
-
-def _h(text: object) -> str:
-    return html.escape(str(text))
-
-
-def _html_cell(cell: Cell) -> str:
-    mean, std, bold = cell
-    text = _h(mean) if std is None else f"{_h(mean)} ± {_h(std)}"
-    return f"<b>{text}</b>" if bold else text
-
-
-def _html_table(header: list[str], rows: list[tuple[str, list[str], bool]], css_class: str = "") -> str:
-    """rows: (label html, cells html, separator line above)."""
-    out = [f'<table class="{css_class}">' if css_class else "<table>", "<thead><tr><th></th>"]
-    out += [f"<th>{_h(h)}</th>" for h in header]
-    out.append("</tr></thead><tbody>")
-    for label, cells, sep in rows:
-        out.append('<tr class="sep">' if sep else "<tr>")
-        out.append(f"<td>{label}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    out.append("</tbody></table>")
-    return "".join(out)
-
-
-def _notes(notes: list[str]) -> str:
-    return '<ol class="notes">' + "".join(f"<li>{_h(n)}</li>" for n in notes) + "</ol>"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+TEMPLATE = "report.html.j2"  # reports/templates/report.html.j2: edit it to change the page
 
 
 def _time(ms: int | None) -> str:
     return "-" if not ms else dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def html_page(report: Report, figures: list["Figure"]) -> str:
+def _cells(cells: list[Cell]) -> list[dict]:
+    return [{"text": mean if std is None else f"{mean} ± {std}", "bold": bold} for mean, std, bold in cells]
+
+
+def _report_notes(report: Report) -> list[str]:
+    """Notes on the whole run (e.g. reports/deviations.py's deviations from the paper, appended by build.py)."""
+    return list(getattr(report, "notes", None) or [])
+
+
+def page_context(report: Report, figures: list["Figure"]) -> dict:
+    """Everything the template reads: plain strings, numbers as text, links into the MLflow UI's runs view."""
+    from trackers.mlflow_tracker import compare_url, runs_url
+
     def link(run_id: str) -> str:
-        return f'<a href="{_h(report.run_link(run_id))}">{_h(run_id[:8])}</a>'
+        return runs_url(report.ui_url, report.experiment_id, run_id)
 
     sweep = report.sweep_run
-    body = [f"<h1>Sweep {_h(report.sweep_name)}</h1>", '<dl class="meta">',
-            f"<dt>Sweep run</dt><dd>{link(sweep.info.run_id)} ({_h(sweep.info.status)}, "
-            f"started {_h(_time(sweep.info.start_time))})</dd>",
-            f'<dt>Experiment</dt><dd><a href="{_h(report.ui_url)}/#/experiments/{_h(report.experiment_id)}">'
-            f"{_h(report.experiment_name)}</a> (id {_h(report.experiment_id)})</dd>",
-            f"<dt>Tracking URI</dt><dd><code>{_h(report.uri)}</code></dd>",
-            f"<dt>Git commit</dt><dd><code>{_h(sweep.data.tags.get(schema.GIT_COMMIT, 'unknown'))}</code></dd>",
-            "<dt>MLflow UI</dt><dd>links open the runs in <code>make ui</code> "
-            f"(<code>{_h(report.ui_url)}</code>)</dd></dl>"]
-
-    # Table I
-    rows, previous = [], None
+    tags = sweep.data.tags
+    rows1, previous = [], None
     for row, cells in table1_cells(report.table1):
         group = "student" if row.role == "student" else row.role
-        runs = " ".join(link(t.run_id) for t in row.trials)
-        rows.append((f"{_h(row.label)}<br><small>{runs}</small>", [_html_cell(c) for c in cells],
-                     previous is not None and group != previous))
+        rows1.append({"label": row.label, "runs": [{"id": t.run_id, "link": link(t.run_id)} for t in row.trials],
+                      "cells": _cells(cells), "sep": previous is not None and group != previous})
         previous = group
-    body += ["<h2>Table I: captioning metrics (test split)</h2>", _html_table(table1_header(report.table1), rows),
-             _notes(report.table1.notes)]
+    context = {
+        "sweep_name": report.sweep_name, "tracking_uri": report.uri, "ui_url": report.ui_url,
+        "sweep": {"run_id": sweep.info.run_id, "link": link(sweep.info.run_id), "status": sweep.info.status,
+                  "started": _time(sweep.info.start_time), "git_commit": tags.get(schema.GIT_COMMIT, "unknown"),
+                  "weights": tags.get(schema.WEIGHTS, "unknown"), "weights_detail": tags.get(schema.WEIGHTS_DETAIL, ""),
+                  "overrides": tags.get(schema.OVERRIDES, "")},
+        "experiment": {"id": report.experiment_id, "name": report.experiment_name,
+                       "link": runs_url(report.ui_url, report.experiment_id),
+                       "compare_link": compare_url(report.ui_url, report.experiment_id,
+                                                   [t.run_id for row in report.table1.rows for t in row.trials])},
+        "table1": {"header": table1_header(report.table1), "rows": rows1, "notes": report.table1.notes},
+        "paper": None, "table2": None, "notes": _report_notes(report),
+        "figures": [{"title": f.title, "caption": f.caption,
+                     "data_uri": "data:image/png;base64," + base64.b64encode(f.png.read_bytes()).decode("ascii")}
+                    for f in figures],  # embedded: the page needs no other file
+        "runs": [{"row": row.label, "seed": t.seed, "status": t.status, "id": t.run_id, "link": link(t.run_id),
+                  "config_hash": t.config_hash, "error": t.error}
+                 for row in report.table1.rows for t in row.trials + row.missing],
+        "config_text": report.config_text,
+    }
     if report.paper:
-        paper_rows = [(_h(label), [_h(c) for c in cells], loss == "ce") for label, loss, _, cells in paper_table1_rows()]
-        body += ["<h3>Table I as published (MSR-VTT)</h3>",
-                 _html_table(HEADER1[:-2] + ["Diff (as published)"], paper_rows, "paper"), _notes([PAPER_NOTE])]
+        context["paper"] = {
+            "metrics": PAPER_HEADER, "notes": paper_comparison_notes(report),
+            "rows": [{"label": label, "sep": label == "Teacher",
+                      "cells": [{"ours": o, "paper": p, "delta": d,
+                                 "css": "" if v is None or v == 0 else ("delta-pos" if v > 0 else "delta-neg")}
+                                for o, p, d, v in cells]}
+                     for label, cells in paper_comparison(report)]}
+    t2 = report.table2
+    if t2 is not None:
+        context["table2"] = {"caption": t2.caption, "run_id": t2.run_id, "link": link(t2.run_id),
+                             "header": table2_header(t2, report.paper), "notes": t2.notes,
+                             "rows": [{"label": label, "cells": _cells(cells), "sep": label == "Teacher"}
+                                      for label, cells in table2_cells(t2, report.paper)]}
+    return context
 
-    # Table II
-    body.append("<h2>Table II: time per video</h2>")
-    if report.table2 is None:
-        body.append("<p>No FINISHED timing run in this experiment (run <code>python -m avkd bench</code>).</p>")
-    else:
-        t2 = report.table2
-        rows2 = [(_h(label), [_html_cell(c) for c in cells], label == "Teacher")
-                 for label, cells in table2_cells(t2, report.paper)]
-        body += [f"<p>{_h(t2.caption)}; timing run {link(t2.run_id)}.</p>",
-                 _html_table(table2_header(t2, report.paper), rows2), _notes(t2.notes)]
 
-    # Figures: PNGs embedded as data URIs, so the page needs no other file.
-    body.append("<h2>Figures</h2>")
-    for fig in figures:
-        data = base64.b64encode(fig.png.read_bytes()).decode("ascii")
-        body.append(f'<figure><img alt="{_h(fig.title)}" src="data:image/png;base64,{data}">'
-                    f"<figcaption>{_h(fig.title)}: {_h(fig.caption)}</figcaption></figure>")
-    if report.table2 is None:
-        body.append("<p>Time figures need a timing run.</p>")
+def html_page(report: Report, figures: list["Figure"], templates: Path = TEMPLATES) -> str:
+    """index.html: reports/templates/report.html.j2 (jinja2, autoescaped) filled from page_context."""
+    import jinja2
 
-    # Runs
-    body.append("<h2>Runs</h2><table><thead><tr><th>Row</th><th>Seed</th><th>Status</th><th>Run</th>"
-                "<th>Config hash</th><th>Note</th></tr></thead><tbody>")
-    for row in report.table1.rows:
-        for t in row.trials + row.missing:
-            body.append(f"<tr><td>{_h(row.label)}</td><td>{_h(t.seed)}</td><td>{_h(t.status)}</td>"
-                        f"<td>{link(t.run_id)}</td><td><code>{_h(t.config_hash)}</code></td><td>{_h(t.error)}</td></tr>")
-    body.append("</tbody></table>")
-    body += ["<h2>Sweep configuration</h2>", f"<pre>{_h(report.config_text)}</pre>"]
-
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>avkd report: {_h(report.sweep_name)}</title><style>{CSS}</style></head>"
-            "<body>\n" + "\n".join(body) + "\n</body></html>\n")
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)), autoescape=True,
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    return env.get_template(TEMPLATE).render(**page_context(report, figures))
 
 
 def write_tables(report: Report, folder: Path) -> None:

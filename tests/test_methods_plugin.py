@@ -65,7 +65,9 @@ def test_a_toy_method_is_one_new_module_run_through_a_trial(tmp_path, monkeypatc
     result = run_student(cfg, student_in, "decoder_first", teacher.checkpoint, 0, tmp_path / "toy",
                          lambda m, s: log.append((s, m)))
     assert [s for s, _ in log] == [1, 2, 3, 4]  # two declared stages of two epochs, one step count
-    assert "train/rep_mse" not in log[0][1] and "train/rep_mse" in log[2][1]
+    # each stage's curves apart in the tracker (schema.train_stage_metric): no curve jumps between objectives
+    assert "train/stage1/loss" in log[0][1] and "train/stage1/rep_mse" not in log[0][1]
+    assert "train/stage2/rep_mse" in log[2][1] and "train/loss" not in log[2][1]
     assert {"bleu_4", "cider", "score"} <= set(result.test_metrics)
 
     # A term its stages cannot feed is a load-time error naming the key.

@@ -274,8 +274,10 @@ def test_index_html_is_self_contained(store, built):
     assert "<b>0.840 ± 0.127</b>" in page
     # nothing is fetched from elsewhere: no external scripts, styles, fonts or images
     assert not re.search(r"<script|<link|@import|url\(|src=\"(?!data:)", page)
-    link = f'href="http://127.0.0.1:5000/#/experiments/{store["exp"]}/runs/{store["teacher"]}"'
+    # links open MLflow's classic runs view (not its GenAI pages)
+    link = f'href="http://127.0.0.1:5000/#/experiments/{store["exp"]}/runs/{store["teacher"]}?workflowType=machine_learning"'
     assert link in page
+    assert f'href="http://127.0.0.1:5000/#/experiments/{store["exp"]}/runs?viewStateShareKey=avkd-trials&amp;workflowType=machine_learning"' in page
     assert "name: demo" in page  # the sweep's config.yaml
     assert "abc1234" in page  # git commit of the sweep run
     assert_well_formed(page)
@@ -335,7 +337,8 @@ def test_script_with_paper_values(store, tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Table I - sweep demo" in proc.stdout and "Table II" in proc.stdout
-    assert "Table I as published (MSR-VTT)" in proc.stdout
+    assert "Ours next to the paper (Table I, MSR-VTT)" in proc.stdout
+    assert "…" not in proc.stdout  # no cut cells: wide tables are printed whole outside a terminal
     folder = out / "demo"
     rows = {r["row"]: r for r in read_csv(folder / "table1.csv")}
     teacher = rows["Teacher"]
@@ -348,10 +351,14 @@ def test_script_with_paper_values(store, tmp_path):
     assert (t2["Student (k = 0.2)"]["paper_time_s"], t2["Student (k = 0.2)"]["paper_diff_pct"]) == ("2.77", "79.1")
     assert (t2["Teacher"]["paper_time_s"], t2["Teacher"]["paper_diff_pct"]) == ("13.28", "0.0")
     md = (folder / "table1.md").read_text()
-    assert "## Table I as published (MSR-VTT)" in md
-    assert "| L_rep + L_CE student (k = 0.6) | 0.769 | 0.616 | 0.478 | 0.357 | 0.375 | 0.258 | 0.586 | 0.055 | 0.366 | 0.005 |" in md
+    assert "## Ours next to the paper (Table I, MSR-VTT)" in md
+    # side by side: ours, the paper's value and ours - paper for each metric (a k the sweep did not run: '-')
+    assert "| L_rep + L_CE student (k = 0.4) | 0.840 | 0.774 | +0.066 | 0.640 | 0.618 | +0.022 |" in md
+    assert "| L_rep + L_CE student (k = 0.6) | - | 0.769 | - | - | 0.616 | - |" in md
+    # Diff: ours as a percentage next to the paper's fraction shown as a percentage (0.019 -> 1.90)
+    assert "| 0.40 | 1.90 | -1.50 |" in md
     page = (folder / "index.html").read_text()
-    assert "Table I as published" in page
+    assert "Ours next to the paper" in page and "Table I as published" not in page
     assert_well_formed(page)
 
 

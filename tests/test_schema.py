@@ -11,6 +11,23 @@ def test_time_metric_names_round_trip():
                 assert schema.parse_time_metric(schema.time_metric(k, e2e, std)) == (k, e2e, std)
     assert schema.parse_time_metric("time/overhead") is None
     assert schema.parse_time_metric(schema.SWEEP_FEATURES_S) is None  # a sweep-run time, not a Table II one
+    for name in schema.TIMING_METRICS.values():  # current Table II names: per step, not legacy k-in-name ones
+        assert schema.parse_time_metric(name) is None
+
+
+def test_metric_scheme():
+    """Durations are time/<phase>_s, stage curves train/stage<n>/<x>, Table II steps are the % of frames."""
+    for name in (schema.TRIAL_TIME_S, schema.EPOCH_S, schema.DECODE_S, schema.SWEEP_FEATURES_S,
+                 schema.SWEEP_TRIALS_S, schema.SWEEP_TIMING_S, *schema.TIMING_METRICS.values()):
+        assert name.startswith(schema.TIME_PREFIX) and name.endswith("_s"), name
+    assert schema.phase_time_metric("decode_frames") == "time/decode_frames_s"
+    with pytest.raises(ValueError):
+        schema.phase_time_metric("k0.2 extract")
+    assert schema.train_stage_metric(2, "train/loss") == "train/stage2/loss"
+    assert schema.train_stage_metric(1, "val/cider") == "val/cider"
+    assert [schema.timing_step(k) for k in (0.2, 0.6, 1.0)] == [20, 60, 100]
+    assert schema.timing_step_k(schema.timing_step(0.4)) == 0.4
+    assert all(not v.startswith(("trials/", "time/")) for v in schema.SWEEP_TRIAL_COUNTS.values())  # tags
 
 
 def test_early_exit_metric_names_round_trip():

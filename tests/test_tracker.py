@@ -237,9 +237,13 @@ def test_log_timing_run(store, tmp_path):
         run_id = mt.log_timing_run(cfg, _timing_result(), parent_run_id=parent.run_id, config_hash="timing-h")
     got = MlflowClient(uri).get_run(run_id)
     assert got.info.experiment_id == exp_id and got.info.status == "FINISHED"
-    assert got.data.metrics == {
-        "time/teacher_s": 2.0, "time/teacher_std_s": 0.2, "time/e2e_teacher_s": 2.5, "time/e2e_teacher_std_s": 0.25,
-        "time/k0.2_s": 0.5, "time/k0.2_std_s": 0.05, "time/e2e_k0.2_s": 1.0, "time/e2e_k0.2_std_s": 0.1,
+    # one metric per quantity, one point per variant at step = % of frames kept: plotted against k
+    assert set(got.data.metrics) == set(schema.TIMING_METRICS.values())
+    history = MlflowClient(uri).get_metric_history(run_id, schema.TIMING_EXTRACT_S)
+    assert sorted((m.step, m.value) for m in history) == [(20, 0.5), (100, 2.0)]
+    assert mt.timing_values(MlflowClient(uri), got) == {
+        1.0: {(False, False): 2.0, (False, True): 0.2, (True, False): 2.5, (True, True): 0.25},
+        0.2: {(False, False): 0.5, (False, True): 0.05, (True, False): 1.0, (True, True): 0.1},
     }
     tags = got.data.tags
     assert (tags[schema.ROLE], tags[schema.SWEEP], tags[schema.WEIGHTS], tags[schema.PARENT]) == \

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import getpass
 import json
+import logging
 import os
 import re
 import subprocess
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -163,7 +166,8 @@ def ensure_experiment(uri: str, name: str) -> str:
         db = sqlite_path(uri)
         location = (db.parent / "mlruns" / "artifacts" / _safe_name(name)).as_uri() if db else None
         try:
-            return _retry(f"create experiment {name!r}", client.create_experiment, name, artifact_location=location)
+            return _retry(f"create experiment {name!r}", client.create_experiment, name, artifact_location=location,
+                          tags=ui_experiment_tags())
         except AvkdError:
             exp = client.get_experiment_by_name(name)  # another process created it first
             if exp is None:
@@ -171,7 +175,49 @@ def ensure_experiment(uri: str, name: str) -> str:
     if exp.lifecycle_stage != "active":
         raise AvkdError(f"MLflow experiment {name!r} is deleted in {uri}; restore it "
                         f"(mlflow experiments restore --experiment-id {exp.experiment_id}) or choose another name")
+    for key, value in ui_experiment_tags().items():
+        if exp.tags.get(key) != value:
+            _retry(f"tag experiment {name!r}", client.set_experiment_tag, exp.experiment_id, key, value)
     return exp.experiment_id
+
+
+def trials_view_state() -> dict:
+    """The runs-table view of schema.TRIALS_VIEW_KEY, in the MLflow 3.17 web app's own view-state format.
+
+    Sorting by a param (not by date) lists child runs flat instead of folded under their parent."""
+    params = (schema.PARAM_ROLE, schema.PARAM_K, schema.PARAM_METHOD, schema.PARAM_SEED)
+    return {
+        "searchFilter": f"tags.`{schema.ROLE}` != 'sweep' and tags.`{schema.ROLE}` != 'timing'",
+        "orderByKey": f"params.`{schema.PARAM_K}`", "orderByAsc": True, "startTime": "ALL",
+        "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
+        "selectedColumns": ["attributes.`Run Name`", "attributes.`Duration`", *(f"params.`{p}`" for p in params),
+                            f"metrics.`{schema.TEST_SCORE}`", f"metrics.`{schema.TRIAL_TIME_S}`"],
+        "runsExpanded": {}, "runsPinned": [], "runsHidden": [], "runsHiddenMode": "SHOW_ALL", "viewMaximized": False,
+    }
+
+
+def ui_experiment_tags() -> dict[str, str]:
+    """Experiment tags for the MLflow UI: open on the classic runs table (schema.EXPERIMENT_KIND), and the
+    saved trials view (schema.TRIALS_VIEW_KEY)."""
+    return {schema.EXPERIMENT_KIND: schema.EXPERIMENT_KIND_RUNS,
+            schema.SHARED_VIEW_TAG_PREFIX + schema.TRIALS_VIEW_KEY: json.dumps(trials_view_state())}
+
+
+def runs_url(ui_url: str, experiment_id: str, run_id: str | None = None) -> str:
+    """A link into the MLflow UI's classic runs view (never its GenAI pages): one run, or the experiment's
+    trials view (schema.TRIALS_VIEW_KEY)."""
+    base = f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}"
+    if run_id:
+        return f"{base}/runs/{run_id}?{schema.UI_RUNS_QUERY}"
+    return f"{base}/runs?viewStateShareKey={schema.TRIALS_VIEW_KEY}&{schema.UI_RUNS_QUERY}"
+
+
+def compare_url(ui_url: str, experiment_id: str, run_ids: list[str]) -> str:
+    """The MLflow UI's compare page of these runs: parallel coordinates over their params (k, method, seed)."""
+    from urllib.parse import quote
+
+    runs, experiments = json.dumps(list(run_ids)), json.dumps([str(experiment_id)])
+    return f"{ui_url.rstrip('/')}/#/compare-runs?runs={quote(runs)}&experiments={quote(experiments)}"
 
 
 def git_commit() -> str:
@@ -188,6 +234,58 @@ def git_commit() -> str:
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return head.stdout.strip() + ("+dirty" if status.returncode != 0 or status.stdout.strip() else "")
+
+
+@functools.lru_cache(maxsize=1)
+def _git_head() -> str:
+    try:
+        out = subprocess.run(["git", "--no-optional-locks", "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
+                             capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+SOURCE_NAME_ENV = "AVKD_SOURCE_NAME"  # the driver's command line, inherited by Ray workers
+
+
+def source_name() -> str:
+    """What started the runs, for MLflow's Source column: the driver's command line (e.g.
+    "python -m avkd sweep sweeps/demo.yaml"); a Ray worker reads it from the environment it inherited."""
+    if os.environ.get(SOURCE_NAME_ENV):
+        return os.environ[SOURCE_NAME_ENV]
+    argv = [Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python", *sys.argv[1:]]
+    return " ".join(argv)
+
+
+def standard_tags() -> dict[str, str]:
+    """MLflow's own tags (source, user, git commit): what its UI shows in the Source and User columns."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    tags = {schema.SOURCE_NAME: source_name(), schema.SOURCE_TYPE: "LOCAL", schema.USER: user}
+    if _git_head():
+        tags[schema.SOURCE_GIT_COMMIT] = _git_head()
+    return tags
+
+
+def _system_metrics_monitor(uri: str, run_id: str):
+    """MLflow's system-metrics monitor (system/cpu_utilization_percentage, system/system_memory_usage_megabytes,
+    system/gpu_* when NVML sees a GPU), sampling every 5 s; None when psutil is missing (one warning)."""
+    try:
+        import psutil  # noqa: F401 - MLflow's CPU and memory monitors need it
+    except ImportError:
+        from avkd.warn import warn_once
+
+        warn_once("psutil is not installed: trial runs log no system metrics (pip install psutil)")
+        return None
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # no "started monitoring" per trial
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=5, resume_logging=True, tracking_uri=uri)
+    monitor.start()
+    return monitor
 
 
 # ---- one run ------------------------------------------------------------------------------------
@@ -219,14 +317,15 @@ class RunLogger:
     """
 
     def __init__(self, uri: str, experiment_id: str, run_name: str, tags: dict, params: dict | None = None,
-                 parent_run_id: str | None = None, run_id: str | None = None):
+                 parent_run_id: str | None = None, run_id: str | None = None, system_metrics: bool = False):
         self.uri = uri
         self.client = mlflow_client(uri)
         self.overhead_s = 0.0  # seconds spent in MLflow calls, to check tracking stays cheap
         self._metrics: list[Metric] = []
         self._last_flush = time.monotonic()
         self._closed = False
-        tags = {k: v for k, v in dict(tags).items() if v is not None}
+        self._monitor = None
+        tags = {**standard_tags(), **{k: v for k, v in dict(tags).items() if v is not None}}
         if parent_run_id:
             tags[schema.PARENT] = parent_run_id
         if run_id is None:
@@ -247,6 +346,8 @@ class RunLogger:
         except BaseException:
             self.close("FAILED")
             raise
+        if system_metrics:
+            self._monitor = _system_metrics_monitor(uri, self.run_id)
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()
@@ -309,6 +410,8 @@ class RunLogger:
         if self._closed:
             return
         self._closed = True
+        if self._monitor is not None:
+            self._monitor.finish()  # its last samples go in before the run ends
         try:
             self.flush()
         except BaseException:
@@ -395,23 +498,22 @@ def log_timing_run(cfg: Any, result: dict, parent_run_id: str | None = None, uri
                    config_hash: str | None = None) -> str:
     """Log a Table II benchmark (avkd.features.bench.run_benchmark's result) as a timing run; return its id.
 
-    Metrics: time/teacher_s, time/k0.2_s ... (extraction seconds per video), their _std, and the
-    end-to-end (decoding included) time/e2e_... ; the whole result is saved as timing.json.
+    Metrics (schema.TIMING_METRICS): time/extract_s, time/extract_std_s (extraction seconds per video) and
+    time/e2e_s, time/e2e_std_s (decoding included), one point per variant at step = schema.timing_step(k)
+    (k 0.2 -> 20, the teacher -> 100), so MLflow plots them against k; the whole result is timing.json.
     `config_hash` (tag avkd.config_hash) lets a resumed sweep find it with finished_runs_by_hash.
     """
     for key in ("variants", "weights"):
         if key not in result:
             raise AvkdError(f"timing result: missing key {key!r}")
-    metrics: dict[str, float] = {}
+    points: dict[int, dict[str, float]] = {}  # step -> metrics
     for i, variant in enumerate(result["variants"]):
         missing = [key for key in _TIMING_KEYS if key not in variant]
         if missing:
             raise AvkdError(f"timing result: variants[{i}]: missing {', '.join(missing)}")
-        k = float(variant["k"])
-        metrics[schema.time_metric(k)] = variant["extract_mean_s"]
-        metrics[schema.time_metric(k, std=True)] = variant["extract_std_s"]
-        metrics[schema.time_metric(k, end_to_end=True)] = variant["e2e_mean_s"]
-        metrics[schema.time_metric(k, end_to_end=True, std=True)] = variant["e2e_std_s"]
+        points[schema.timing_step(float(variant["k"]))] = {
+            schema.TIMING_EXTRACT_S: variant["extract_mean_s"], schema.TIMING_EXTRACT_STD_S: variant["extract_std_s"],
+            schema.TIMING_E2E_S: variant["e2e_mean_s"], schema.TIMING_E2E_STD_S: variant["e2e_std_s"]}
 
     uri = resolve_tracking_uri(uri or cfg.tracking.uri)
     if parent_run_id:  # the timing run goes next to its sweep
@@ -433,6 +535,26 @@ def log_timing_run(cfg: Any, result: dict, parent_run_id: str | None = None, uri
     if "fingerprint" in result["weights"]:
         params[schema.BENCH_WEIGHTS_FINGERPRINT] = result["weights"]["fingerprint"]
     with RunLogger(uri, experiment_id, f"timing-{cfg.name}", tags, params, parent_run_id=parent_run_id) as run:
-        run.log_metrics(metrics)
+        for step, metrics in sorted(points.items()):
+            run.log_metrics(metrics, step=step)
         run.log_dict(json.loads(json.dumps(result, default=str)), schema.ARTIFACT_TIMING)
     return run.run_id
+
+
+def timing_values(client: MlflowClient, run: Any) -> dict[float, dict[tuple[bool, bool], float]]:
+    """A timing run's Table II numbers: k -> {(end_to_end, std): seconds per video}.
+
+    Reads the per-step metrics (schema.TIMING_METRICS at step timing_step(k)); timing runs logged before
+    that scheme (k inside the name, schema.parse_time_metric) are read too."""
+    values: dict[float, dict[tuple[bool, bool], float]] = {}
+    for kind, key in schema.TIMING_METRICS.items():
+        if key not in run.data.metrics:
+            continue
+        for m in _retry(f"read {key} of run {run.info.run_id}", client.get_metric_history, run.info.run_id, key):
+            values.setdefault(schema.timing_step_k(m.step), {})[kind] = m.value
+    for key, value in run.data.metrics.items():
+        parsed = schema.parse_time_metric(key)
+        if parsed:
+            k, e2e, std = parsed
+            values.setdefault(k, {}).setdefault((e2e, std), value)
+    return values

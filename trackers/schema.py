@@ -28,6 +28,36 @@ TUNED = "avkd.tuned"  # "true" on a trial whose settings came from an Optuna sea
 FAILED_TRIALS = "avkd.failed_trials"  # sweep run: comma-separated names of the trials that failed
 PARENT = "mlflow.parentRunId"
 RUN_NAME = "mlflow.runName"
+OVERRIDES = "avkd.overrides"  # sweep run: the command line's key=value overrides, "; "-joined (also overrides.yaml)
+# MLflow's own tags: the UI's Source, User and version columns read them (RunLogger sets them on every run).
+SOURCE_NAME = "mlflow.source.name"  # the entry point, e.g. "python -m avkd sweep sweeps/demo.yaml"
+SOURCE_TYPE = "mlflow.source.type"  # "LOCAL"
+SOURCE_GIT_COMMIT = "mlflow.source.git.commit"  # full hash of HEAD
+USER = "mlflow.user"
+# Which page the MLflow UI opens an experiment on (read in mlflow/server/js, 3.17.2): the experiment's
+# kind is taken from the tag mlflow.experimentKind only where the UI's workflow switch is off; in the
+# OSS 3.17 build it is always on, so the kind follows the "workflow type": the URL's ?workflowType=
+# (genai | machine_learning), else the browser's saved choice (localStorage "mlflow.workflowType", set
+# by the GenAI / Model training switch in the top bar), else genai -> the GenAI overview (traces,
+# evaluations). So every link avkd prints or writes carries workflowType=machine_learning (the classic
+# runs table), and its experiments also carry the tag (what UIs with the switch off read).
+EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_RUNS = "custom_model_development"
+UI_RUNS_QUERY = "workflowType=machine_learning"  # links: .../#/experiments/<id>/runs?<this>
+# A saved runs-table view (MLflow's "share view": an experiment tag mlflow.sharedViewState.<key>, opened by
+# ...?viewStateShareKey=<key>): the trial runs flat, sorted by k, with the role/k/method/seed params and
+# test/score as columns. RunLogger's experiments carry it; the report and the end summary link to it.
+SHARED_VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+TRIALS_VIEW_KEY = "avkd-trials"
+
+# ---- params of trial runs ------------------------------------------------------------------------
+# A trial logs what makes it differ from the sweep's other trials (MLflow's compare view, "show diff
+# only" and parallel coordinates work on params, not tags): these, its tuning overrides as
+# tune.<name>, and every config value that differs from the sweep's. The full resolved config is the
+# run's config.yaml artifact and the parent run's params.
+PARAM_ROLE, PARAM_K, PARAM_METHOD, PARAM_SEED, PARAM_TUNED = "role", "k", "method", "seed", "tuned"
+PARAM_GUIDE = "guide"
+TUNE_PARAM_PREFIX = "tune."
 
 # ---- metrics ----------------------------------------------------------------------------------
 # Caption metrics: each name once; the tuples below only order them.
@@ -46,10 +76,56 @@ ATTR_PREFIX = "attr/"
 TEST_ATTR_PREFIX = TEST_PREFIX + ATTR_PREFIX
 VAL_PREFIX = "val/"  # per-epoch validation curves: val/cider, val/bleu_4, ...
 TRAIN_PREFIX = "train/"  # per-epoch training curves: train/loss, train/ce, train/rep_l1, ...
-TRIAL_TIME_S = "trial_time_s"  # Ray Tune result of a trial: its wall time
+# Multi-stage methods (rep: mapper, then decoder) log each stage's curves apart: train/stage1/loss,
+# train/stage2/loss ... (see train_stage_metric), so one curve never jumps between two objectives.
+
+# Durations: every one under the group time/, named time/<phase>_s (phase_time_metric); `speed`'s
+# per-phase profiling metrics follow the same scheme (time/decode_frames_s, time/forward_s, ...).
+TIME_PREFIX = "time/"
+TRIAL_TIME_S = "time/trial_s"  # a trial's wall time (also its Ray Tune result key)
+EPOCH_S = "time/epoch_s"  # per-epoch training wall time (a series over epochs)
+DECODE_S = "time/decode_s"  # wall time of decoding the whole test split
 SWEEP_FEATURES_S = "time/features_s"  # sweep run: feature extraction wall time
+SWEEP_TIMING_S = "time/timing_s"  # sweep run: the Table II benchmark's wall time
 SWEEP_TRIALS_S = "time/trials_s"  # sweep run: all trials' wall time
-SWEEP_TRIAL_COUNTS = {"finished": "trials/finished", "skipped": "trials/skipped", "failed": "trials/failed"}
+# Counts are not series: the sweep run carries them as tags.
+SWEEP_TRIAL_COUNTS = {"finished": "avkd.trials.finished", "skipped": "avkd.trials.skipped",
+                      "failed": "avkd.trials.failed"}
+
+# Table II timing run: one metric per quantity, plotted against k through the step = the percentage of
+# frames the variant keeps (k 0.2 -> step 20, the teacher -> step 100); never k inside the name.
+TIMING_EXTRACT_S = "time/extract_s"  # feature extraction seconds per video (mean over the timed videos)
+TIMING_EXTRACT_STD_S = "time/extract_std_s"
+TIMING_E2E_S = "time/e2e_s"  # decoding the file + extraction, seconds per video
+TIMING_E2E_STD_S = "time/e2e_std_s"
+TIMING_METRICS = {  # (end_to_end, std) -> name
+    (False, False): TIMING_EXTRACT_S, (False, True): TIMING_EXTRACT_STD_S,
+    (True, False): TIMING_E2E_S, (True, True): TIMING_E2E_STD_S,
+}
+
+
+def phase_time_metric(phase: str) -> str:
+    """A duration's metric name: phase_time_metric("features") -> "time/features_s"."""
+    if not re.fullmatch(r"[a-z0-9_]+(/[a-z0-9_]+)*", phase):
+        raise ValueError(f"time metric phase {phase!r}: use lower-case words joined by _ (e.g. decode_frames)")
+    return f"{TIME_PREFIX}{phase}_s"
+
+
+def train_stage_metric(stage: int, key: str) -> str:
+    """train/loss of stage 2 -> train/stage2/loss; keys outside train/ are returned as they are."""
+    if not key.startswith(TRAIN_PREFIX):
+        return key
+    return f"{TRAIN_PREFIX}stage{stage}/{key[len(TRAIN_PREFIX):]}"
+
+
+def timing_step(k: float) -> int:
+    """The step of a Table II variant: the percentage of frames it keeps (k 0.2 -> 20, teacher -> 100)."""
+    return int(round(100 * min(float(k), 1.0)))
+
+
+def timing_step_k(step: int) -> float:
+    """Inverse of timing_step: 20 -> 0.2."""
+    return step / 100.0
 
 
 def phase_time_metric(phase: str) -> str:
@@ -80,13 +156,18 @@ def parse_early_exit_metric(key: str) -> tuple[float, str] | None:
 
 
 def time_metric(k: float | None, end_to_end: bool = False, std: bool = False) -> str:
-    """Timing-run metric names: time/teacher_s, time/k0.2_s, time/k0.2_std_s, time/e2e_k0.2_s ..."""
+    """LEGACY timing-run names (k inside the name): time/teacher_s, time/k0.2_s, time/e2e_k0.2_std_s ...
+
+    Timing runs now log TIMING_METRICS with step = timing_step(k); this pair stays so that reports can
+    still read timing runs logged before the change."""
     name = "teacher" if k is None or float(k) >= 1.0 else f"k{float(k):g}"
     return f"time/{'e2e_' if end_to_end else ''}{name}{'_std' if std else ''}_s"
 
 
 def parse_time_metric(key: str) -> tuple[float, bool, bool] | None:
     """time/e2e_k0.2_std_s -> (0.2, end_to_end=True, std=True); teacher -> k 1.0 (inverse of time_metric)."""
+    if key in TIMING_METRICS.values():
+        return None  # a current (per-step) timing metric, not a legacy one
     if not (key.startswith("time/") and key.endswith("_s")):
         return None
     name = key[len("time/"):-len("_s")]
@@ -138,4 +219,5 @@ ARTIFACT_TIMING = "timing.json"  # timing runs: the whole benchmark result
 ARTIFACT_SWEEP_FILE = "sweep.yaml"  # sweep run: the sweep file as written
 ARTIFACT_DATASET_ISSUES = "dataset_issues.json"  # sweep run: annotation problems the loader skipped
 ARTIFACT_SUMMARY = "summary.json"  # sweep run: Table I's intervals, Diff bootstrap, attribute accuracy (score.summarize)
+ARTIFACT_OVERRIDES = "overrides.yaml"  # sweep run: the command line's overrides, as a mapping
 ARTIFACT_OUTCOME = "outcome.json"  # sweep run: finished / skipped / failed / not-run trials

@@ -18,7 +18,6 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -191,9 +190,9 @@ def _spice_score(gts: dict[str, list[str]], res: dict[str, list[str]], jars: Pat
 
 
 def _warn_once(message: str) -> None:
-    if message not in _spice_warned:
-        _spice_warned.add(message)
-        print(f"warning: {message}", file=sys.stderr)
+    from avkd.warn import warn_once  # once per sweep, not once per trial worker
+
+    warn_once(message, seen=_spice_warned)
 
 
 # ---- the scorer ------------------------------------------------------------------------------

@@ -305,11 +305,13 @@ def _audio_embeddings(ext: Extractors, job: _Job, fcfg: FeatureConfig) -> None:
 
 def extract_variants(dataset, fcfg: FeatureConfig, ks: Iterable[float], video_ids: list[str] | None = None,
                      progress: bool = True, rebuild: bool = False,
-                     extractors: Extractors | None = None, nodes: list[str] | None = None) -> dict[float, LatentTable]:
+                     extractors: Extractors | None = None, nodes: list[str] | None = None,
+                     reporter=None) -> dict[float, LatentTable]:
     """Latent tables for the teacher (k=1.0, always included) and every k, from/into the shared cache.
 
     `video_ids`: default every usable video of every split. `rebuild`: ignore existing cache entries
     and overwrite them. `extractors`: already loaded models (default: get_extractors(dataset, fcfg)).
+    `reporter`: the caller's progress (set_total/skip/advance, e.g. a sweep's phase) instead of the bar.
     With Ray initialised (or features.shards >= 2) the videos to extract are split over Ray tasks
     (see _extract_sharded; `nodes`: the Ray nodes they may run on); their features are saved into
     this process's cache and the tables assembled from it."""
@@ -338,7 +340,7 @@ def extract_variants(dataset, fcfg: FeatureConfig, ks: Iterable[float], video_id
 
     cached = len(done)
     shards = shard_count(fcfg, len(todo))
-    with _ProgressBar(progress, len(ids)) as bar:
+    with _ProgressBar(progress and reporter is None, len(ids), reporter) as bar:
         bar.skip(len(done) + len(errors))
         if shards > 1:
             _extract_sharded(fcfg, ks_all, todo, ext, shards, cache, done, errors, bar, nodes)
@@ -523,13 +525,16 @@ def _tables(ids, done, errors, ks, fcfg, ext) -> dict[float, LatentTable]:
 class _ProgressBar:
     """rich progress bar with the extraction rate (cache hits are counted done but not in the rate)."""
 
-    def __init__(self, enabled: bool, total: int):
+    def __init__(self, enabled: bool, total: int, reporter=None):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.progress = Progress(TextColumn("features"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[rate]}"), TextColumn("ETA"), TimeRemainingColumn(),
                                  console=console, disable=not enabled)
         self.total, self.extracted, self.t0 = total, 0, time.time()
+        self.reporter = reporter  # a sweep's progress view gets the counts instead
+        if reporter is not None:
+            reporter.set_total(total)
 
     def __enter__(self) -> "_ProgressBar":
         self.progress.__enter__()
@@ -538,11 +543,15 @@ class _ProgressBar:
 
     def skip(self, n: int) -> None:
         self.progress.update(self.task, advance=n)
+        if self.reporter is not None:
+            self.reporter.skip(n)
 
     def advance(self) -> None:
         self.extracted += 1
         rate = self.extracted / max(1e-9, time.time() - self.t0)
         self.progress.update(self.task, advance=1, rate=f"{rate:.2f} videos/s")
+        if self.reporter is not None:
+            self.reporter.advance(1)
 
     def __exit__(self, *exc) -> None:
         self.progress.__exit__(*exc)

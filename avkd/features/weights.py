@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
@@ -122,7 +121,9 @@ def warn_random(kind: str, looked: Iterable[Path]) -> None:
            f"statistics. Features are reproducible but not ImageNet/AudioSet features; set "
            f"features.weights.{kind} (or require_pretrained: true) for paper-like results.")
     log.info(msg)  # for log files; the terminal gets it once, below
-    print(msg, file=sys.stderr, flush=True)
+    from avkd.warn import warn_once  # once per sweep, not once per extraction process
+
+    warn_once(msg, prefix="")
 
 
 @torch.no_grad()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -25,12 +26,13 @@ from typing import Any
 from rich.console import Console
 
 from avkd.clock import PhaseClock
-from avkd.config import SweepConfig, config_hash, load_sweep
+from avkd.config import SweepConfig, config_hash
 from avkd.errors import AvkdError
 from avkd.sweep.cluster import trial_resources
 from avkd.sweep.inputs import build_inputs, share
 from avkd.sweep.plan import TUNE, SweepContext, TrialSpec, plan_trials
 from avkd.sweep.trial import run_trial
+from avkd.warn import WARN_DIR_ENV
 from trackers import schema
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,7 +79,26 @@ def _weights_tags(tables: dict) -> dict[str, str]:
 
 
 def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
-              report_out: str = "reports/out") -> SweepOutcome:
+              report_out: str = "reports/out", overrides: dict[str, Any] | None = None) -> SweepOutcome:
+    from avkd.sweep.progress import SweepProgress
+
+    global _view
+    with SweepProgress(console) as _view:
+        return _run_sweep(cfg, sweep_file, build_report, report_out, overrides or {})
+
+
+_view = None  # the running sweep's progress view (avkd.sweep.progress), for _run_phase
+
+
+def _progress_view():
+    """The sweep's view; plain lines when a phase runs outside run_sweep (tests, other callers)."""
+    from avkd.sweep.progress import SweepProgress
+
+    return _view if _view is not None else SweepProgress(console, live=False)
+
+
+def _run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool, report_out: str,
+               overrides: dict[str, Any]) -> SweepOutcome:
     from avkd import methods
     from avkd.features.extract import extract_variants
     from trackers import mlflow_tracker as mt
@@ -110,20 +131,24 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
     work = _abs(cfg.runs_dir) / cfg.name
     parent = mt.RunLogger(uri, exp_id, f"sweep-{time.strftime('%Y%m%d-%H%M%S')}",
                           tags={schema.ROLE: "sweep", schema.SWEEP: cfg.name, schema.GIT_COMMIT: mt.git_commit(),
-                                schema.DATASET_FINGERPRINT: dataset_fp},
+                                schema.DATASET_FINGERPRINT: dataset_fp,
+                                **({schema.OVERRIDES: "; ".join(f"{k}={v}" for k, v in overrides.items())}
+                                   if overrides else {})},
                           params=cfg.flat())
     outcome = SweepOutcome()
     with parent:
         parent.log_text(Path(sweep_file).read_text(), schema.ARTIFACT_SWEEP_FILE)
         parent.log_dict(cfg.to_dict(), schema.ARTIFACT_CONFIG)
+        if overrides:
+            parent.log_dict(overrides, schema.ARTIFACT_OVERRIDES)
         parent.log_dict({"issues": [i.__dict__ for i in dataset.issues]}, schema.ARTIFACT_DATASET_ISSUES)
 
         # 3. features (cached; computed once for every k before any trial)
         guide_ks = {g.k for key in cfg.grid.losses for g in methods.get(key).guide_trials(cfg)}
         ks = sorted({1.0, *cfg.grid.ks, *guide_ks})
         # on a cluster (Ray started above), extraction runs as sharded Ray tasks (see features.shards)
-        with clock.phase("features"):
-            tables = extract_variants(dataset, cfg.features, ks, nodes=extraction_nodes)
+        with clock.phase("features"), _view.phase("features", unit="videos") as phase:
+            tables = extract_variants(dataset, cfg.features, ks, nodes=extraction_nodes, reporter=phase)
         errors = {f"{k:g}": t.errors for k, t in tables.items()}
         parent.log_dict({"errors": errors, "no_audio": {f"{k:g}": t.no_audio for k, t in tables.items()}},
                         schema.ARTIFACT_EXTRACTION_ERRORS)
@@ -134,7 +159,7 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
 
         # 4. Table II timing, with nothing else competing for the cores
         if cfg.grid.timing.enabled:
-            with clock.phase("timing"):
+            with clock.phase("timing"), _view.phase("timing (Table II)"):
                 _timing(cfg, uri, exp_id, parent.run_id)
 
         # 5. trials
@@ -148,7 +173,8 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
         teachers, guides, students = plan_trials(cfg, dataset_fp)
         done = mt.finished_runs_by_hash(uri, exp_id)
         t0 = time.time()
-        _ray_init()
+        with _view.phase("starting Ray"):
+            _ray_init()
         ctx = dataclasses.replace(ctx, inputs=share(sweep_inputs))  # into Ray's object store, once
         timed_phase = _timed(clock, _run_phase)
         try:
@@ -176,11 +202,13 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
         orphans = mt.mark_stale_runs(uri, exp_id, parent_run_id=parent.run_id)
         if orphans:
             console.print(f"[yellow]>> {len(orphans)} trial run(s) whose worker died were marked KILLED[/]")
-        parent.log_metrics({"time/trials_s": time.time() - t0, "trials/finished": len(outcome.finished),
-                            "trials/skipped": len(outcome.skipped), "trials/failed": len(outcome.failed)})
+        parent.log_metrics({schema.SWEEP_TRIALS_S: time.time() - t0})
+        counts = {"finished": outcome.finished, "skipped": outcome.skipped, "failed": outcome.failed}
+        parent.set_tags({schema.SWEEP_TRIAL_COUNTS[what]: len(names) for what, names in counts.items()})
         parent.log_dict(outcome.__dict__, schema.ARTIFACT_OUTCOME)
 
         # 6. the summary artifact (Table I's intervals: the numbers a notebook reads), tables and report
+        report_path = None
         try:
             from reports.build import load_report, write_report
 
@@ -188,8 +216,7 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
                 report = load_report(uri, sweep_run_id=parent.run_id)
                 parent.log_dict(report.table1.summary, schema.ARTIFACT_SUMMARY)
                 if build_report:
-                    out = write_report(report, out=str(_abs(report_out)))
-                    console.print(f"[bold]>> report[/]: {out}")
+                    report_path = write_report(report, out=str(_abs(report_out)))
         except AvkdError as err:
             console.print(f"[red]summary/report not built: {err}[/]")
         if outcome.failed:
@@ -198,6 +225,10 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
     _print_summary(outcome, time.time() - t_start)
     console.print("[bold]>> where the time went[/] (time/<phase>_s on the sweep run):\n   "
                   + "\n   ".join(clock.lines()), highlight=False)
+    from avkd.sweep.summary import print_where_to_look
+
+    print_where_to_look(console, uri, exp_id, experiment, parent.run_id, report_path,
+                        [s.config_hash for s in students])
     return outcome
 
 
@@ -256,8 +287,6 @@ def _run_phase(phase: str, specs: list[TrialSpec], ctx: SweepContext, cfg: Sweep
     """Run `specs` as one Ray Tune experiment (skipping finished hashes). Returns the ResultGrid."""
     from ray import tune
 
-    from avkd.sweep.progress import TrialProgress
-
     todo = []
     for s in specs:
         if s.config_hash in done and s.role != TUNE:
@@ -290,19 +319,9 @@ def _run_phase(phase: str, specs: list[TrialSpec], ctx: SweepContext, cfg: Sweep
         total = search["num_samples"]
     storage = _abs(cfg.runs_dir) / "ray"
     storage.mkdir(parents=True, exist_ok=True)
-    tuner = tune.Tuner(
-        trainable,
-        param_space=param_space,
-        tune_config=tune_config,
-        run_config=tune.RunConfig(
-            name=f"{cfg.name}-{phase}-{time.strftime('%Y%m%d-%H%M%S')}",
-            storage_path=str(storage),
-            failure_config=tune.FailureConfig(max_failures=cfg.resources.max_failures),
-            verbose=0,
-            callbacks=[TrialProgress(total)],
-        ),
-    )
-    grid = tuner.fit()
+    with _progress_view().phase(phase, total, "trials") as progress:
+        tuner = _tuner(trainable, param_space, tune_config, cfg, phase, storage, progress)
+        grid = tuner.fit()
     for result in grid:
         if not result.config:
             continue
@@ -313,6 +332,25 @@ def _run_phase(phase: str, specs: list[TrialSpec], ctx: SweepContext, cfg: Sweep
         elif spec.role != TUNE:
             outcome.finished.append(name)
     return grid
+
+
+def _tuner(trainable, param_space: dict, tune_config, cfg: SweepConfig, phase: str, storage: Path, progress):
+    from ray import tune
+
+    from avkd.sweep.progress import TrialProgress
+
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune_config,
+        run_config=tune.RunConfig(
+            name=f"{cfg.name}-{phase}-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=str(storage),
+            failure_config=tune.FailureConfig(max_failures=cfg.resources.max_failures),
+            verbose=0,
+            callbacks=[TrialProgress(progress)],
+        ),
+    )
 
 
 def _print_summary(outcome: SweepOutcome, seconds: float) -> None:
@@ -332,18 +370,42 @@ def check_loss_names(cfg: SweepConfig, source: str) -> None:
 
 
 def cmd_sweep(args) -> int:
-    cfg = load_sweep(args.sweep)
+    from avkd.config import load_sweep_with_overrides
+
+    cfg, overrides = load_sweep_with_overrides(args.sweep, getattr(args, "overrides", None) or [])
     check_loss_names(cfg, args.sweep)
-    if not os.isatty(1):
-        os.environ.setdefault("COLUMNS", "160")  # rich tables in logs: wide enough to read
-    # Ray Tune's own console output (experiment banners, TensorBoard hints) is off: we print one
-    # line per trial instead (see _Progress).
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if getattr(args, "dry_run", False):
+        from avkd.sweep.dryrun import dry_run
+
+        return dry_run(cfg, args.sweep, overrides, console)
+    _set_output_env(args)
     try:
-        outcome = run_sweep(cfg, args.sweep, build_report=not args.no_report, report_out=args.report_out)
+        outcome = run_sweep(cfg, args.sweep, build_report=not args.no_report, report_out=args.report_out,
+                            overrides=overrides)
     except AvkdError:
         raise
     except Exception:
         traceback.print_exc()
         return 1
+    finally:
+        shutil.rmtree(os.environ.pop(WARN_DIR_ENV, ""), ignore_errors=True)
     return 1 if (outcome.failed or outcome.not_run) else 0
+
+
+def _set_output_env(args) -> None:
+    """What every process of the sweep inherits: plain output outside a terminal, warnings once per sweep,
+    the command line as MLflow's source name."""
+    import shlex
+    import tempfile
+
+    from trackers.mlflow_tracker import SOURCE_NAME_ENV
+
+    if not os.isatty(1):
+        os.environ.setdefault("COLUMNS", "160")  # rich tables in logs: wide enough to read
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # Ray's worker-line prefixes: no ANSI colours in a log
+    # Ray Tune's own console output (experiment banners, TensorBoard hints) is off: the sweep's
+    # progress view (avkd.sweep.progress) shows trials instead.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ[WARN_DIR_ENV] = tempfile.mkdtemp(prefix="avkd-warn-")
+    # MLflow's Source column shows the last path component: the sweep file (and the overrides).
+    os.environ[SOURCE_NAME_ENV] = "python -m avkd sweep " + shlex.join([args.sweep, *(args.overrides or [])])

@@ -44,6 +44,22 @@ def apply_overrides(cfg: SweepConfig, overrides: dict[str, Any]) -> SweepConfig:
     return parse_sweep(d, "tuning overrides")
 
 
+def trial_params(spec: TrialSpec, overrides: dict[str, Any], cfg: SweepConfig, sweep_cfg: SweepConfig) -> dict:
+    """What a trial logs as MLflow params: what makes it differ from the sweep's other trials (role, k,
+    method, seed, tuning overrides, and every config value that differs from the sweep's), so that the
+    UI's compare view and parallel coordinates work on them. The full config is the config.yaml artifact."""
+    params = {schema.PARAM_ROLE: spec.role, schema.PARAM_K: f"{spec.k:g}", schema.PARAM_METHOD: spec.method,
+              schema.PARAM_SEED: spec.seed}
+    if spec.guide is not None:
+        params[schema.PARAM_GUIDE] = spec.guide
+    if spec.tuned or spec.role == TUNE:
+        params[schema.PARAM_TUNED] = str(spec.tuned).lower()
+    params.update({f"{schema.TUNE_PARAM_PREFIX}{k}": v for k, v in overrides.items()})
+    sweep_values = sweep_cfg.flat()
+    params.update({k: v for k, v in cfg.flat().items() if sweep_values.get(k) != v})
+    return params
+
+
 def load_trial_inputs(ctx: SweepContext, spec: TrialSpec):
     """TrialInputs of this trial from the sweep's inputs in Ray's object store (avkd/sweep/inputs.py)."""
     from avkd.sweep.inputs import fetch, trial_inputs
@@ -93,7 +109,8 @@ def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
     ctx = SweepContext.from_dict(ctx)
     # Tuning: Optuna's suggestions arrive as top-level keys; a re-run of the best carries them in the spec.
     overrides = {**spec.overrides, **{k: v for k, v in config.items() if k != "trial"}}
-    cfg = apply_overrides(parse_sweep(ctx.config, ctx.sweep_file), overrides)
+    sweep_cfg = parse_sweep(ctx.config, ctx.sweep_file)
+    cfg = apply_overrides(sweep_cfg, overrides)
     torch.set_num_threads(max(1, int(ctx.cpus_per_trial)))
 
     scratch = tempfile.TemporaryDirectory(prefix=f"avkd-trial-{spec.config_hash[:16]}-")  # on this node
@@ -119,8 +136,8 @@ def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
     started = time.time()
     clock = PhaseClock()  # the trial's breakdown: data, epochs, validation, test decoding and metrics, JVM starts
     with scratch, clock, RunLogger(ctx.tracking_uri, ctx.experiment_id, spec.name, tags,
-                   params={**cfg.flat(), **{f"tune.{k}": v for k, v in overrides.items()}},
-                   parent_run_id=ctx.parent_run_id) as run:
+                                   params=trial_params(spec, overrides, cfg, sweep_cfg),
+                                   parent_run_id=ctx.parent_run_id, system_metrics=True) as run:
         resolved = {"trial": spec.to_dict(), "overrides": overrides, "config": cfg.to_dict()}
         run.log_text(yaml.safe_dump(resolved, sort_keys=False), schema.ARTIFACT_CONFIG)
         errors = ctx.extraction_errors.get(f"{spec.k:g}", [])
@@ -147,10 +164,10 @@ def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
         with phase("data"):
             inputs = load_trial_inputs(ctx, spec)
         result = _train(cfg, ctx, spec, inputs, out_dir, log)
-        final = {f"val/best_{cfg.training.val_metric}": result.val_best, "trial_time_s": time.time() - started}
+        final = {f"val/best_{cfg.training.val_metric}": result.val_best, schema.TRIAL_TIME_S: time.time() - started}
         if result.test_metrics:
             final.update({f"{schema.TEST_PREFIX}{k}": v for k, v in result.test_metrics.items()})
-            final["test/decode_s"] = result.decode_s
+            final[schema.DECODE_S] = result.decode_s
             final.update(result.extra_metrics)  # test/decode_s_per_video, early exit's ee/t<t>/...
             run.set_tags({schema.SCORE_METRICS: ",".join(result.score_metrics)})
             run.log_artifact(result.captions_path)
@@ -161,7 +178,7 @@ def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
     from ray import tune
 
     report = {"val_best": result.val_best, "run_id": run_id, "best_epoch": result.best_epoch,
-              "trial_time_s": time.time() - started,
+              schema.TRIAL_TIME_S: time.time() - started,
               "test_score": result.test_metrics.get("score", float("nan")) if result.test_metrics else float("nan")}
     tune.report(report)
     return report

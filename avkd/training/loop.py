@@ -32,6 +32,7 @@ from avkd.training.data import TrialData
 from avkd.training.guides import Guides
 from avkd.training.losses import Objective, build_objective
 from avkd.training.stage import DECODER, MAPPER, Stage
+from trackers import schema
 
 LogFn = Callable[[dict[str, float], int], None]
 
@@ -243,7 +244,7 @@ def fit_decoder(fit: Fit, objective: Objective, train_mlp: bool, epochs: int,
             record = train_epoch(params, optimiser, pair_batches(lengths, tc.batch_size, fit.rng, pairs=pairs),
                                  lambda i: pair_outputs(model.decoder, mlp, latents, data.rows[i], data.seqs[i],
                                                         teacher, guides, temperature), objective, tc.grad_clip, epoch)
-        record["train/epoch_s"] = time.perf_counter() - started
+        record[schema.EPOCH_S] = time.perf_counter() - started
         if guides is not None:
             record.update(guides.epoch_metrics())
         with phase("validation"):
@@ -274,7 +275,7 @@ def fit_mapper(fit: Fit, objective: Objective, epochs: int, temperature: float |
             record = train_epoch(params, optimiser, batches,
                                  lambda rows: mapper_outputs(model.mlp, data.train, data.teacher_train, rows,
                                                              temperature), objective, tc.grad_clip, epoch)
-        record["train/epoch_s"] = time.perf_counter() - started
+        record[schema.EPOCH_S] = time.perf_counter() - started
         model.mlp.eval()
         with torch.no_grad():
             all_rows = torch.arange(len(data.validate))

@@ -29,6 +29,7 @@ from avkd.training.guides import Guides
 from avkd.training.loop import Fit, LogFn, fit_stage
 from avkd.training.losses import LOSSES
 from avkd.training.stage import DECODER, Stage
+from trackers import schema
 
 
 def _device(cfg: SweepConfig) -> torch.device:
@@ -176,7 +177,9 @@ def run_student(cfg: SweepConfig, inputs: TrialInputs, method: str, teacher_chec
 
     fit = Fit(model, data, cfg, inputs.vocab, val_scorer, rng, log, guides)
     stop = None
-    for stage in stages:  # the method's declared stages, in order; the last one's best epoch is the result
+    for number, stage in enumerate(stages, 1):  # declared stages, in order; the last one's best epoch is the result
+        if len(stages) > 1:  # each stage's curves apart in the tracker (train/stage1/loss ...), never one jumping curve
+            fit.log = _stage_log(log, number)
         stop = fit_stage(fit, stage)
     info = {"kind": "student" if guide is None else guide, "mode": method, "seed": seed,
             "teacher_checkpoint": str(teacher_checkpoint),
@@ -184,6 +187,11 @@ def run_student(cfg: SweepConfig, inputs: TrialInputs, method: str, teacher_chec
     if guides is not None and guides.aggregation is not None:
         info["aggregate_weights"] = guides.aggregation.named_weights()
     return finish(model, data, inputs, cfg, stop, fit.history, out_dir, scorer, info, evaluate_test)
+
+
+def _stage_log(log: LogFn, stage: int) -> LogFn:
+    """The trial's log with train/<x> renamed train/stage<n>/<x> (schema.train_stage_metric)."""
+    return lambda record, step: log({schema.train_stage_metric(stage, k): v for k, v in record.items()}, step)
 
 
 def share_encoder(model: Captioner, guide: Captioner) -> None:
