@@ -347,6 +347,17 @@ def _time(ms: int | None) -> str:
     return "-" if not ms else dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def trial_counts(sweep_run) -> str:
+    """The sweep run's trial counts as logged by its last invocation (schema.SWEEP_TRIAL_COUNTS), e.g.
+    ": trials 6 finished (2 now, 4 earlier), 0 failed, 1 killed, 0 not started"; "" if none were logged."""
+    m = {k: int(sweep_run.data.metrics[v]) for k, v in schema.SWEEP_TRIAL_COUNTS.items() if v in sweep_run.data.metrics}
+    if "finished" not in m:
+        return ""
+    done = m["finished"] + m.get("skipped", 0)
+    return (f": trials {done} finished ({m['finished']} now, {m.get('skipped', 0)} earlier), {m.get('failed', 0)} failed, "
+            f"{m.get('killed', 0)} killed, {m.get('not_started', 0)} not started")
+
+
 def html_page(report: Report, figures: list["Figure"]) -> str:
     def link(run_id: str) -> str:
         return f'<a href="{_h(report.run_link(run_id))}">{_h(run_id[:8])}</a>'
@@ -354,7 +365,7 @@ def html_page(report: Report, figures: list["Figure"]) -> str:
     sweep = report.sweep_run
     body = [f"<h1>Sweep {_h(report.sweep_name)}</h1>", '<dl class="meta">',
             f"<dt>Sweep run</dt><dd>{link(sweep.info.run_id)} ({_h(sweep.info.status)}, "
-            f"started {_h(_time(sweep.info.start_time))})</dd>",
+            f"started {_h(_time(sweep.info.start_time))}){_h(trial_counts(sweep))}</dd>",
             f'<dt>Experiment</dt><dd><a href="{_h(report.ui_url)}/#/experiments/{_h(report.experiment_id)}">'
             f"{_h(report.experiment_name)}</a> (id {_h(report.experiment_id)})</dd>",
             f"<dt>Tracking URI</dt><dd><code>{_h(report.uri)}</code></dd>",

@@ -25,6 +25,10 @@ TRIAL_ROLES = ("teacher", "student", "blind")  # the runs Table I is built from
 GUIDE = "avkd.guide"  # guide trials: which guide (e.g. audio-k1, mentor-k0.9)
 TUNED = "avkd.tuned"  # "true" on a trial whose settings came from an Optuna search (its best, re-run)
 FAILED_TRIALS = "avkd.failed_trials"  # sweep run: comma-separated names of the trials that failed
+SWEEP_HASH = "avkd.sweep_hash"  # sweep run: hash of the resolved sweep config; a rerun continues this run
+OWNER = "avkd.owner"  # sweep run: the driver holding it, "host:pid:process start ticks" (avkd/sweep/lock.py)
+HEARTBEAT = "avkd.heartbeat"  # sweep run: unix time of its driver's last heartbeat
+INTERRUPTED = "avkd.interrupted"  # sweep run: the signal that stopped it (SIGINT, SIGTERM)
 PARENT = "mlflow.parentRunId"
 RUN_NAME = "mlflow.runName"
 
@@ -44,7 +48,8 @@ TRAIN_PREFIX = "train/"  # per-epoch training curves: train/loss, train/ce, trai
 TRIAL_TIME_S = "trial_time_s"  # Ray Tune result of a trial: its wall time
 SWEEP_FEATURES_S = "time/features_s"  # sweep run: feature extraction wall time
 SWEEP_TRIALS_S = "time/trials_s"  # sweep run: all trials' wall time
-SWEEP_TRIAL_COUNTS = {"finished": "trials/finished", "skipped": "trials/skipped", "failed": "trials/failed"}
+SWEEP_TRIAL_COUNTS = {"finished": "trials/finished", "skipped": "trials/skipped", "failed": "trials/failed",
+                      "killed": "trials/killed", "not_started": "trials/not_started"}
 
 
 _EARLY_EXIT = re.compile(r"ee/t([0-9.]+)/(.+)")

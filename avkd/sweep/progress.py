@@ -1,4 +1,4 @@
-"""Console progress of Ray Tune trials: one line per finished or failed trial.
+"""Console progress of Ray Tune trials (one line per finished or failed trial) and the interrupt stopper.
 
 A module of its own so that the driver imports Ray only when trials start (a bad sweep file is
 reported before any heavy import), and so the callback class pickles by reference (Ray pickles it).
@@ -6,8 +6,10 @@ reported before any heavy import), and so the callback class pickles by referenc
 from __future__ import annotations
 
 from ray.tune import Callback
+from ray.tune.stopper import Stopper
 from rich.console import Console
 
+from avkd.sweep.interrupt import signal_received
 from avkd.sweep.plan import TrialSpec
 
 console = Console()
@@ -31,3 +33,13 @@ class TrialProgress(Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         self.n += 1
         console.print(f"   [red]FAILED[/] {self.n}/{self.total} {TrialSpec.from_dict(trial.config['trial']).name}")
+
+
+class StopOnInterrupt(Stopper):
+    """Ends the whole Tune experiment once the driver has received SIGINT/SIGTERM (avkd.sweep.interrupt)."""
+
+    def __call__(self, trial_id, result) -> bool:
+        return signal_received()
+
+    def stop_all(self) -> bool:
+        return signal_received()
