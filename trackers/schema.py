@@ -1,6 +1,6 @@
 """The MLflow schema: a contract between the sweep driver, the report builder and users' own queries.
 
-Experiment: one per sweep name. Runs: one parent run per sweep invocation (tag `avkd.role=sweep`),
+Experiment: one per sweep name. Runs: one parent run per sweep, continued by reruns (tag `avkd.role=sweep`),
 one nested child run per trial (tag `mlflow.parentRunId` = the parent's run id).
 Every tag, metric and artifact name lives here and only here; the core (data, features, models,
 training, evaluation) may import this module (it imports nothing of the project).
