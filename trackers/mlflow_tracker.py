@@ -436,6 +436,8 @@ def open_sweep_run(uri: str, experiment_id: str, sweep: str, sweep_hash: str, ta
             schema.OWNER: owner, schema.HEARTBEAT: f"{time.time():.0f}"}
     name = f"sweep-{sweep}"
     run_id = existing.info.run_id if existing is not None else None
+    if existing is not None and schema.INTERRUPTED in existing.data.tags:  # this invocation is not (yet) interrupted
+        _retry(f"delete tag of run {run_id}", mlflow_client(uri).delete_tag, run_id, schema.INTERRUPTED)
     return RunLogger(uri, experiment_id, name, tags, params, run_id=run_id), existing is not None
 
 

@@ -148,7 +148,7 @@ def _sweep(cfg: SweepConfig, sweep_file: str, outcome: SweepOutcome, build_repor
         sweep_hash = config_hash({"config": cfg.to_dict(), "dataset": dataset_fp})
         parent, continued = mt.open_sweep_run(
             uri, exp_id, cfg.name, sweep_hash, params=cfg.flat(), owner=str(Owner.current()),
-            tags={schema.GIT_COMMIT: mt.git_commit(), schema.DATASET_FINGERPRINT: dataset_fp, schema.INTERRUPTED: None})
+            tags={schema.GIT_COMMIT: mt.git_commit(), schema.DATASET_FINGERPRINT: dataset_fp})
         lock.describe(parent.run_id)
         console.print(f">> sweep run {parent.run_id}" + (" (continued)" if continued else ""))
         started_ms = int(time.time() * 1000)
@@ -206,7 +206,8 @@ def _phases(cfg: SweepConfig, sweep_file: str, dataset, dataset_fp: str, plan, p
         config=cfg.to_dict(), sweep_file=str(sweep_file), sweep_name=cfg.name,
         tracking_uri=uri, experiment_id=exp_id, parent_run_id=parent.run_id,
         inputs_file=str(inputs_file), latents=latents, trials_dir=str(work / "trials"),
-        cpus_per_trial=cfg.resources.cpu, weights=weights, weights_detail=weight_tags[schema.WEIGHTS_DETAIL], dataset_fingerprint=dataset_fp,
+        cpus_per_trial=cfg.resources.cpu, weights=weights, weights_detail=weight_tags[schema.WEIGHTS_DETAIL],
+        dataset_fingerprint=dataset_fp,
         git_commit=mt.git_commit(), extraction_errors=errors,
     )
     teachers, guides, students = plan

@@ -11,10 +11,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -64,6 +62,30 @@ def test_sweep_lock_refuses_a_second_driver_and_frees_on_kill(tmp_path, monkeypa
         holder.wait(timeout=10)
         with SweepLock("sqlite:///x.db", "exp", "tiny") as lock:
             lock.acquire()
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+
+
+def test_sweep_lock_wait_takes_over_when_the_holder_ends(tmp_path, monkeypatch):
+    """--wait: acquire(wait=True) says once that it waits (naming the holder) and returns as soon as
+    the holder's process ends (here: SIGTERM after 3 s)."""
+    import tempfile
+    import threading
+
+    from avkd.sweep.lock import SweepLock
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    holder = _hold_lock("sqlite:///z.db", "tiny", tmp_path)
+    said = []
+    threading.Timer(3.0, holder.terminate).start()
+    t0 = time.time()
+    try:
+        with SweepLock("sqlite:///z.db", "exp", "tiny") as lock:
+            lock.acquire(wait=True, on_wait=said.append)
+        assert time.time() - t0 >= 2.5
+        assert len(said) == 1 and f"pid {holder.pid}" in said[0] and "waiting" in said[0], said
     finally:
         holder.kill()
         holder.wait(timeout=10)
@@ -207,7 +229,3 @@ def test_two_different_sweeps_side_by_side_on_cold_folders(tmp_path):
             H.stop_session(s.proc.pid, rays[name])
         for r in rays.values():
             H.remove_ray_tmp(r)
-
-
-def _unused() -> None:  # keep linters quiet about imports used only in some environments
-    _ = (os, sys)
