@@ -122,6 +122,7 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
 def _sweep(cfg: SweepConfig, sweep_file: str, outcome: SweepOutcome, build_report: bool, report_out: str,
            wait: bool) -> None:
     from avkd import methods
+    from avkd.sweep import interrupt
     from avkd.sweep.lock import HEARTBEAT_S, Owner, SweepLock
     from trackers import mlflow_tracker as mt
 
@@ -156,7 +157,9 @@ def _sweep(cfg: SweepConfig, sweep_file: str, outcome: SweepOutcome, build_repor
             with mt.Heartbeat(uri, parent.run_id, HEARTBEAT_S), parent:
                 _phases(cfg, sweep_file, dataset, dataset_fp, plan, parent, uri, exp_id, outcome)
         finally:
-            _record_counts(outcome, uri, parent.run_id, started_ms)
+            with interrupt.deferred():
+                _record_counts(outcome, uri, parent.run_id, started_ms)
+        interrupt.check()  # a signal during the counts: no report
         # The report is built once the sweep run has ended, so its header shows the final status.
         if build_report:
             _report(uri, parent.run_id, report_out)
@@ -228,9 +231,10 @@ def _phases(cfg: SweepConfig, sweep_file: str, dataset, dataset_fp: str, plan, p
         else:
             _run_phase("students", runnable, ctx, cfg, done, outcome)
     finally:
-        _ray_shutdown()  # every Ray process of this sweep ends here, trials included
-        # Every trial has ended now; a run still RUNNING lost its worker (a lost node, an interrupt).
-        orphans = mt.mark_stale_runs(uri, exp_id, parent_run_id=parent.run_id)
+        with interrupt.deferred():  # a signal now must not cut the clean-up short
+            _ray_shutdown()  # every Ray process of this sweep ends here, trials included
+            # Every trial has ended now; a run still RUNNING lost its worker (a lost node, an interrupt).
+            orphans = mt.mark_stale_runs(uri, exp_id, parent_run_id=parent.run_id)
         if orphans:
             console.print(f"[yellow]>> {len(orphans)} trial run(s) whose worker ended were marked KILLED[/]")
     parent.log_metrics({"time/trials_s": time.time() - t0})
@@ -397,7 +401,7 @@ def _run_phase(phase: str, specs: list[TrialSpec], ctx: SweepContext, cfg: Sweep
             stop=StopOnInterrupt(),
         ),
     )
-    with interrupt.ray_phase():  # Tune's loop must not be interrupted by an exception: it stops by itself
+    with interrupt.deferred():  # Tune's loop must not be interrupted by an exception: it stops by itself
         grid = tuner.fit()
     interrupted = interrupt.signal_received()
     for result in grid:

@@ -149,8 +149,10 @@ _ACTIVE: Interrupts | None = None
 
 
 @contextmanager
-def ray_phase():
-    """Inside `Tuner.fit()`: signals are only recorded (StopOnInterrupt ends the experiment)."""
+def deferred():
+    """Signals are only recorded (and trial workers killed), not raised: around `Tuner.fit()` (an
+    exception would land in Ray's native code; StopOnInterrupt ends the experiment) and around the
+    clean-up after it (Ray shutdown, marking runs KILLED), which must run to the end."""
     if _ACTIVE is None:
         yield
         return
