@@ -182,13 +182,10 @@ def _phases(cfg: SweepConfig, sweep_file: str, dataset, dataset_fp: str, plan, p
     t0 = time.time()
     guide_ks = {g.k for key in cfg.grid.losses for g in methods.get(key).guide_trials(cfg)}
     ks = sorted({1.0, *cfg.grid.ks, *guide_ks})
-    try:
-        if os.environ.get("RAY_ADDRESS"):
-            _ray_init()  # on a cluster, extraction runs as sharded Ray tasks (see features.shards)
-        tables = extract_variants(dataset, cfg.features, ks)
-    finally:
-        if os.environ.get("RAY_ADDRESS"):
-            _ray_shutdown()
+    if os.environ.get("RAY_ADDRESS"):
+        _ray_init()  # on a cluster, extraction runs as sharded Ray tasks (see features.shards)
+        interrupt.reinstall()
+    tables = extract_variants(dataset, cfg.features, ks)
     errors = {f"{k:g}": t.errors for k, t in tables.items()}
     parent.log_dict({"errors": errors, "no_audio": {f"{k:g}": t.no_audio for k, t in tables.items()}},
                     schema.ARTIFACT_EXTRACTION_ERRORS)
@@ -217,6 +214,7 @@ def _phases(cfg: SweepConfig, sweep_file: str, dataset, dataset_fp: str, plan, p
     done = mt.finished_runs_by_hash(uri, exp_id, sweep=cfg.name)
     t0 = time.time()
     _ray_init()
+    interrupt.reinstall()  # ray.init() replaced the SIGTERM handler with its own (a stack dump and abort)
     try:
         # Each phase runs the trials whose teacher and guides finished in the phases before.
         _run_phase("teachers", teachers, ctx, cfg, done, outcome)

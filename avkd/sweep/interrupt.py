@@ -127,6 +127,12 @@ class Interrupts:
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
+    def reinstall(self) -> None:
+        """Take SIGTERM (and SIGINT) back: `ray.init()` installs a native SIGTERM handler in the driver
+        that prints a stack dump and aborts (exit -6) instead of stopping the sweep."""
+        for sig in SIGNALS:
+            signal.signal(sig, self._handle)
+
     def __exit__(self, *exc) -> None:
         global _ACTIVE
         _ACTIVE = None
@@ -161,6 +167,12 @@ def deferred():
         yield
     finally:
         _ACTIVE.in_ray = False
+
+
+def reinstall() -> None:
+    """After `ray.init()`: make the installed Interrupts handle SIGINT/SIGTERM again (see Interrupts.reinstall)."""
+    if _ACTIVE is not None:
+        _ACTIVE.reinstall()
 
 
 def check() -> None:
