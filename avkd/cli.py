@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "starts no Ray, writes no run")
     w.add_argument("--no-report", action="store_true", help="skip building the HTML report at the end")
     w.add_argument("--report-out", default="reports/out", help="report folder (default: reports/out)")
+    w.add_argument("--wait", action="store_true",
+                   help="if this sweep is already running against the same tracking store, wait for it to end")
     w.set_defaults(handler=_handler("avkd.sweep.driver:cmd_sweep"))
     return p
 

@@ -388,6 +388,18 @@ def _time(ms: int | None) -> str:
     return "-" if not ms else dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def trial_counts(sweep_run) -> str:
+    """The sweep run's trial counts as tagged by its last invocation (schema.SWEEP_TRIAL_COUNTS), e.g.
+    ": trials 6 finished (2 now, 4 earlier), 0 failed, 1 killed, 0 not started"; "" if none were tagged."""
+    tags = sweep_run.data.tags
+    m = {k: int(float(tags[v])) for k, v in schema.SWEEP_TRIAL_COUNTS.items() if v in tags}
+    if "finished" not in m:
+        return ""
+    done = m["finished"] + m.get("skipped", 0)
+    return (f": trials {done} finished ({m['finished']} now, {m.get('skipped', 0)} earlier), {m.get('failed', 0)} failed, "
+            f"{m.get('killed', 0)} killed, {m.get('not_started', 0)} not started")
+
+
 def _cells(cells: list[Cell]) -> list[dict]:
     return [{"text": mean if std is None else f"{mean} ± {std}", "bold": bold} for mean, std, bold in cells]
 
@@ -417,7 +429,7 @@ def page_context(report: Report, figures: list["Figure"]) -> dict:
         "sweep": {"run_id": sweep.info.run_id, "link": link(sweep.info.run_id), "status": sweep.info.status,
                   "started": _time(sweep.info.start_time), "git_commit": tags.get(schema.GIT_COMMIT, "unknown"),
                   "weights": tags.get(schema.WEIGHTS, "unknown"), "weights_detail": tags.get(schema.WEIGHTS_DETAIL, ""),
-                  "overrides": tags.get(schema.OVERRIDES, "")},
+                  "overrides": tags.get(schema.OVERRIDES, ""), "counts": trial_counts(sweep)},
         "experiment": {"id": report.experiment_id, "name": report.experiment_name,
                        "link": runs_url(report.ui_url, report.experiment_id),
                        "compare_link": compare_url(report.ui_url, report.experiment_id,

@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from avkd.config import parse_sweep
 from avkd.errors import AvkdError
+from avkd.sweep.lock import HEARTBEAT_STALE_S, Owner
 from trackers import mlflow_tracker as mt
 from trackers import schema
 
@@ -199,19 +200,55 @@ def test_finished_runs_by_hash(store):
     assert mt.finished_runs_by_hash(uri, exp_id) == {"a": a_new.run_id, "c": c.run_id}
 
 
-def test_mark_stale_runs(store):
+def test_mark_stale_runs_only_ends_runs_whose_driver_is_gone(store):
+    """A sweep run is stale only when its owner is provably gone (same host, pid gone or reused; or an
+    old heartbeat); its RUNNING children go with it. A live driver's runs and loose runs stay RUNNING."""
     uri, exp_id, _ = store
-    left_running = [mt.RunLogger(uri, exp_id, f"orphan{i}", trial_tags()).run_id for i in range(2)]
-    current = mt.RunLogger(uri, exp_id, "current", {schema.ROLE: "sweep"})
-    with mt.RunLogger(uri, exp_id, "done", trial_tags()) as done:
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_owner = str(Owner(Owner.current().host, int(gone.stdout), 1))
+    reused_pid = str(Owner(Owner.current().host, os.getpid(), Owner.current().started + 1))  # same pid, other process
+
+    def sweep_run(name, **tags):
+        return mt.RunLogger(uri, exp_id, name, {schema.ROLE: "sweep", **tags}).run_id
+
+    dead = sweep_run("dead", **{schema.OWNER: dead_owner})
+    reused = sweep_run("reused", **{schema.OWNER: reused_pid})
+    live = sweep_run("live", **{schema.OWNER: str(Owner.current())})
+    elsewhere_old = sweep_run("elsewhere-old", **{schema.OWNER: "other-host:1:1",
+                                                  schema.HEARTBEAT: str(time.time() - HEARTBEAT_STALE_S - 5)})
+    elsewhere_fresh = sweep_run("elsewhere-fresh", **{schema.OWNER: "other-host:1:1", schema.HEARTBEAT: str(time.time())})
+    child_of_dead = mt.RunLogger(uri, exp_id, "t1", trial_tags(), parent_run_id=dead).run_id
+    child_of_live = mt.RunLogger(uri, exp_id, "t2", trial_tags(), parent_run_id=live).run_id
+    loose = mt.RunLogger(uri, exp_id, "loose", trial_tags()).run_id
+    with mt.RunLogger(uri, exp_id, "done", trial_tags(), parent_run_id=dead) as done:
         pass
-    assert sorted(mt.mark_stale_runs(uri, exp_id, keep=(current.run_id,))) == sorted(left_running)
+
+    stale = mt.mark_stale_runs(uri, exp_id)
+    assert sorted(stale) == sorted([dead, reused, elsewhere_old, child_of_dead])
     client = MlflowClient(uri)
-    assert [client.get_run(r).info.status for r in left_running] == ["KILLED", "KILLED"]
-    assert client.get_run(done.run_id).info.status == "FINISHED"
-    assert client.get_run(current.run_id).info.status == "RUNNING"
-    assert mt.mark_stale_runs(uri, exp_id, keep=(current.run_id,)) == []
-    current.close()
+    status = {r: client.get_run(r).info.status for r in (live, elsewhere_fresh, child_of_live, loose, done.run_id)}
+    assert status == {live: "RUNNING", elsewhere_fresh: "RUNNING", child_of_live: "RUNNING", loose: "RUNNING",
+                      done.run_id: "FINISHED"}
+    assert mt.mark_stale_runs(uri, exp_id) == []
+
+
+def test_open_sweep_run_continues_the_same_sweep(store):
+    """A rerun of the same sweep (name + sweep hash) reopens its run; another hash gets its own run;
+    a run whose owner is alive elsewhere is refused in one line."""
+    uri, exp_id, _ = store
+    first, continued = mt.open_sweep_run(uri, exp_id, "s", "h1", {}, {"a": 1}, owner="x:1:1")
+    assert not continued
+    first.close("KILLED")
+    again, continued = mt.open_sweep_run(uri, exp_id, "s", "h1", {}, {"a": 1}, owner=str(Owner.current()))
+    assert continued and again.run_id == first.run_id
+    assert MlflowClient(uri).get_run(first.run_id).info.status == "RUNNING"
+    other, continued = mt.open_sweep_run(uri, exp_id, "s", "h2", {}, {"a": 2}, owner="x:1:1")
+    assert not continued and other.run_id != first.run_id
+    other.close()
+    MlflowClient(uri).set_tag(again.run_id, schema.OWNER, "other-host:1:1")  # alive elsewhere (fresh heartbeat)
+    with pytest.raises(AvkdError, match="already running: run " + again.run_id):
+        mt.open_sweep_run(uri, exp_id, "s", "h1", {}, {"a": 1}, owner="x:1:1")
+    again.close()
 
 
 def _timing_result() -> dict:

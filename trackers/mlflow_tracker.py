@@ -459,10 +459,13 @@ def search_all_runs(client: MlflowClient, experiment_id: str, filter_string: str
             return runs
 
 
-def finished_runs_by_hash(uri: str, experiment_id: str) -> dict[str, str]:
-    """avkd.config_hash -> run id of the most recent FINISHED child run with that hash."""
-    runs = search_all_runs(mlflow_client(uri), experiment_id, "attributes.status = 'FINISHED'",
-                       ["attributes.start_time ASC"])
+def finished_runs_by_hash(uri: str, experiment_id: str, sweep: str | None = None) -> dict[str, str]:
+    """avkd.config_hash -> run id of the most recent FINISHED child run with that hash.
+
+    With `sweep`, only runs of that sweep (tag avkd.sweep): another sweep in the same experiment keeps
+    its checkpoints in its own folder, so its trials cannot stand in for ours."""
+    where = "attributes.status = 'FINISHED'" + (f" and tags.`{schema.SWEEP}` = '{sweep}'" if sweep else "")
+    runs = search_all_runs(mlflow_client(uri), experiment_id, where, ["attributes.start_time ASC"])
     out: dict[str, str] = {}
     for run in runs:  # oldest first: a later run with the same hash wins
         tags = run.data.tags
@@ -471,22 +474,112 @@ def finished_runs_by_hash(uri: str, experiment_id: str) -> dict[str, str]:
     return out
 
 
+def _sweep_run_gone(run) -> bool:
+    """Is the driver of a RUNNING sweep run provably gone? Its owner tag (host:pid:start) on this host,
+    else its heartbeat (a run without either counts from its start time: older drivers wrote neither)."""
+    from avkd.sweep.lock import owner_gone
+
+    tags = run.data.tags
+    beat = tags.get(schema.HEARTBEAT)
+    if schema.OWNER not in tags and beat is None:
+        beat = str((run.info.start_time or 0) / 1000)
+    return owner_gone(tags.get(schema.OWNER), beat)
+
+
 def mark_stale_runs(uri: str, experiment_id: str, keep: tuple[str, ...] = (),
                     parent_run_id: str | None = None) -> list[str]:
-    """End as KILLED the RUNNING runs a killed driver left behind (all but `keep`); return their ids.
+    """End as KILLED the RUNNING runs whose driver is provably gone (all but `keep`); return their ids.
 
-    Call it when a sweep starts, before its own runs exist (or pass them in `keep`). With
-    `parent_run_id`, only that run's children: what a sweep calls after its trials, for the runs of
-    trials whose worker died (a lost node) and so never closed them.
+    Stale: a sweep run whose owner is gone (see _sweep_run_gone), and a child run (trial, timing)
+    whose parent is stale, ended, or missing. The live runs of another driver, and runs that belong
+    to no sweep, are never touched. With `parent_run_id`, every RUNNING child of that run: what a
+    sweep calls once its own trials have ended (workers that died, a lost node, an interrupt).
     """
     client = mlflow_client(uri)
     where = "attributes.status = 'RUNNING'"
     if parent_run_id:
         where += f" and tags.`{schema.PARENT}` = '{parent_run_id}'"
-    stale = [r.info.run_id for r in search_all_runs(client, experiment_id, where) if r.info.run_id not in keep]
+        stale = [r.info.run_id for r in search_all_runs(client, experiment_id, where) if r.info.run_id not in keep]
+    else:
+        running = [r for r in search_all_runs(client, experiment_id, where) if r.info.run_id not in keep]
+        live_sweeps = {r.info.run_id for r in running
+                       if r.data.tags.get(schema.ROLE) == "sweep" and not _sweep_run_gone(r)}
+        live_sweeps |= set(keep)
+        stale = [r.info.run_id for r in running
+                 if (r.data.tags.get(schema.ROLE) == "sweep" and r.info.run_id not in live_sweeps)
+                 or (schema.PARENT in r.data.tags and r.data.tags[schema.PARENT] not in live_sweeps)]
     for run_id in stale:
         _retry(f"mark run {run_id} KILLED", client.set_terminated, run_id, "KILLED")
     return stale
+
+
+# ---- the sweep run: one per sweep, continued by reruns ----------------------------------------------
+
+def find_sweep_run(uri: str, experiment_id: str, sweep: str, sweep_hash: str):
+    """The most recent sweep run of (sweep name, sweep config hash), or None."""
+    where = (f"tags.`{schema.ROLE}` = 'sweep' and tags.`{schema.SWEEP}` = '{sweep}' "
+             f"and tags.`{schema.SWEEP_HASH}` = '{sweep_hash}'")
+    runs = search_all_runs(mlflow_client(uri), experiment_id, where, ["attributes.start_time DESC"])
+    return runs[0] if runs else None
+
+
+def open_sweep_run(uri: str, experiment_id: str, sweep: str, sweep_hash: str, tags: dict, params: dict,
+                   owner: str) -> tuple["RunLogger", bool]:
+    """(the sweep's parent run, RUNNING with this driver's owner tags; True if it was continued).
+
+    A rerun or resume continues the sweep's existing run (found by name + sweep hash), so the UI and
+    the report keep pointing at the run that owns the trials and no empty parents pile up. A run whose
+    driver is still alive (another host sharing the tracking server) is refused in one line."""
+    existing = find_sweep_run(uri, experiment_id, sweep, sweep_hash)
+    if existing is not None and existing.info.status == "RUNNING" and not _sweep_run_gone(existing):
+        t = existing.data.tags
+        raise AvkdError(f"sweep '{sweep}' is already running: run {existing.info.run_id} owned by "
+                        f"{t.get(schema.OWNER, 'an unknown driver')} (heartbeat {t.get(schema.HEARTBEAT, '-')})")
+    tags = {**tags, schema.ROLE: "sweep", schema.SWEEP: sweep, schema.SWEEP_HASH: sweep_hash,
+            schema.OWNER: owner, schema.HEARTBEAT: f"{time.time():.0f}"}
+    name = f"sweep-{sweep}"
+    run_id = existing.info.run_id if existing is not None else None
+    if existing is not None and schema.INTERRUPTED in existing.data.tags:  # this invocation is not (yet) interrupted
+        _retry(f"delete tag of run {run_id}", mlflow_client(uri).delete_tag, run_id, schema.INTERRUPTED)
+    return RunLogger(uri, experiment_id, name, tags, params, run_id=run_id), existing is not None
+
+
+class Heartbeat:
+    """Refreshes a sweep run's heartbeat tag every `every` seconds from a daemon thread, so that a
+    driver on another host can tell a live sweep from one whose machine vanished."""
+
+    def __init__(self, uri: str, run_id: str, every: float):
+        import threading
+
+        self.uri, self.run_id, self.every = uri, run_id, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="avkd-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        client = mlflow_client(self.uri)
+        while not self._stop.wait(self.every):
+            try:
+                client.set_tag(self.run_id, schema.HEARTBEAT, f"{time.time():.0f}")
+            except Exception:  # noqa: BLE001 - a missed beat is harmless; the sweep's own calls report errors
+                pass
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+
+
+def count_trial_runs(uri: str, parent_run_id: str) -> dict[str, int]:
+    """Status -> number of trial runs (teacher, blind, guide, student) under a sweep run."""
+    client = mlflow_client(uri)
+    run = _retry(f"get run {parent_run_id}", client.get_run, parent_run_id)
+    counts: dict[str, int] = {}
+    for r in search_all_runs(client, run.info.experiment_id, f"tags.`{schema.PARENT}` = '{parent_run_id}'"):
+        if r.data.tags.get(schema.ROLE) in (*schema.TRIAL_ROLES, "guide"):
+            counts[r.info.status] = counts.get(r.info.status, 0) + 1
+    return counts
 
 
 # ---- Table II timing runs -------------------------------------------------------------------------

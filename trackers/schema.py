@@ -1,6 +1,6 @@
 """The MLflow schema: a contract between the sweep driver, the report builder and users' own queries.
 
-Experiment: one per sweep name. Runs: one parent run per sweep invocation (tag `avkd.role=sweep`),
+Experiment: one per sweep name. Runs: one parent run per sweep, continued by reruns (tag `avkd.role=sweep`),
 one nested child run per trial (tag `mlflow.parentRunId` = the parent's run id).
 Every tag, metric and artifact name lives here and only here; the core (data, features, models,
 training, evaluation) may import this module (it imports nothing of the project).
@@ -26,6 +26,10 @@ GUIDE = "avkd.guide"  # guide trials: which guide (e.g. audio-k1, mentor-k0.9)
 MODALITY_GUIDES = ("audio", "visual")  # guide trials that are single-modality teachers: Table I's modality rows
 TUNED = "avkd.tuned"  # "true" on a trial whose settings came from an Optuna search (its best, re-run)
 FAILED_TRIALS = "avkd.failed_trials"  # sweep run: comma-separated names of the trials that failed
+SWEEP_HASH = "avkd.sweep_hash"  # sweep run: hash of the resolved sweep config; a rerun continues this run
+OWNER = "avkd.owner"  # sweep run: the driver holding it, "host:pid:process start ticks" (avkd/sweep/lock.py)
+HEARTBEAT = "avkd.heartbeat"  # sweep run: unix time of its driver's last heartbeat
+INTERRUPTED = "avkd.interrupted"  # sweep run: the signal that stopped it (SIGINT, SIGTERM)
 PARENT = "mlflow.parentRunId"
 RUN_NAME = "mlflow.runName"
 OVERRIDES = "avkd.overrides"  # sweep run: the command line's key=value overrides, "; "-joined (also overrides.yaml)
@@ -90,7 +94,8 @@ SWEEP_TIMING_S = "time/timing_s"  # sweep run: the Table II benchmark's wall tim
 SWEEP_TRIALS_S = "time/trials_s"  # sweep run: all trials' wall time
 # Counts are not series: the sweep run carries them as tags.
 SWEEP_TRIAL_COUNTS = {"finished": "avkd.trials.finished", "skipped": "avkd.trials.skipped",
-                      "failed": "avkd.trials.failed"}
+                      "failed": "avkd.trials.failed", "killed": "avkd.trials.killed",
+                      "not_started": "avkd.trials.not_started"}
 
 # Table II timing run: one metric per quantity, plotted against k through the step = the percentage of
 # frames the variant keeps (k 0.2 -> step 20, the teacher -> step 100); never k inside the name.
@@ -102,13 +107,6 @@ TIMING_METRICS = {  # (end_to_end, std) -> name
     (False, False): TIMING_EXTRACT_S, (False, True): TIMING_EXTRACT_STD_S,
     (True, False): TIMING_E2E_S, (True, True): TIMING_E2E_STD_S,
 }
-
-
-def phase_time_metric(phase: str) -> str:
-    """A duration's metric name: phase_time_metric("features") -> "time/features_s"."""
-    if not re.fullmatch(r"[a-z0-9_]+(/[a-z0-9_]+)*", phase):
-        raise ValueError(f"time metric phase {phase!r}: use lower-case words joined by _ (e.g. decode_frames)")
-    return f"{TIME_PREFIX}{phase}_s"
 
 
 def train_stage_metric(stage: int, key: str) -> str:

@@ -29,6 +29,7 @@ The attribute words below are the one source of truth for avkd.evaluation.attrib
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -498,6 +499,20 @@ def generate(out: str | Path, videos: int = 180, seed: int = 0) -> Path:
     out = Path(out)
     if videos < 3:
         raise DataError(f"synthetic corpus: videos={videos}, need at least 3 (one per split)")
+    if _existing_params(out) == _params(videos, seed):
+        return out  # the common case, without taking the lock
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Two processes starting on a cold folder: the second waits here for the first, then finds the
+    # corpus in place (the lock is on the parent folder: no lock file to leave behind).
+    folder = os.open(out.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        return _generate_locked(out, videos, seed)
+    finally:
+        os.close(folder)  # releases the lock
+
+
+def _generate_locked(out: Path, videos: int, seed: int) -> Path:
     existing = _existing_params(out)
     if existing == _params(videos, seed):
         return out
@@ -505,7 +520,6 @@ def generate(out: str | Path, videos: int = 180, seed: int = 0) -> Path:
         what = f"a synthetic corpus with {existing}" if existing else "other files"
         raise DataError(f"{out}: already holds {what}; remove it or choose another output folder "
                         f"for videos={videos}, seed={seed}, corpus_version={CORPUS_VERSION}")
-    out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
     try:

@@ -1,4 +1,5 @@
-"""What a person watching a sweep sees: one live view in a terminal, plain progress lines in a log.
+"""What a person watching a sweep sees: one live view in a terminal, plain progress lines in a log;
+and the stopper that ends a Tune experiment once the driver received SIGINT/SIGTERM.
 
 In a terminal: one rich live display for the whole sweep (the phase, done/total, elapsed, ETA), with
 every other line printed above it. Not a terminal (a log file, CI): no live display and no ANSI
@@ -19,9 +20,12 @@ import time
 from typing import Any
 
 from ray.tune import Callback
+from ray.tune.stopper import Stopper
 from rich.console import Console
 
 PLAIN_EVERY_S = float(os.environ.get("AVKD_PROGRESS_EVERY_S", "30"))  # heartbeat of the plain lines
+
+from avkd.sweep.interrupt import signal_received
 
 
 def is_terminal() -> bool:
@@ -213,3 +217,13 @@ class TrialProgress(Callback):
         from avkd.sweep.plan import TrialSpec
 
         self.phase.advance(1, f"FAILED {TrialSpec.from_dict(trial.config['trial']).name}")
+
+
+class StopOnInterrupt(Stopper):
+    """Ends the whole Tune experiment once the driver has received SIGINT/SIGTERM (avkd.sweep.interrupt)."""
+
+    def __call__(self, trial_id, result) -> bool:
+        return signal_received()
+
+    def stop_all(self) -> bool:
+        return signal_received()

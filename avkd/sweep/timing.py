@@ -10,7 +10,9 @@ from avkd.config import load_sweep
 def cmd_bench(args) -> int:
     """`python -m avkd bench --sweep X.yaml [--videos N] [--json F] [--no-mlflow]`."""
     from avkd.features import bench
+    from avkd.sweep.driver import warn_other_sweeps
 
+    warn_other_sweeps()
     result = bench.cmd_bench(args)
     if not args.no_mlflow:
         from trackers.mlflow_tracker import log_timing_run

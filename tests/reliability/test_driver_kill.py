@@ -53,7 +53,8 @@ def test_driver_killed_then_rerun_resumes(point, tiny_corpus, tmp_path, tmp_path
     teacher FINISHED, a student RUNNING) or during a trial's test evaluation (warm cache for both).
     Holds: no process of the killed run keeps using CPU, and all of them are gone within
     LEFTOVER_GRACE_S; no cache entry is corrupt; the rerun exits 0 with exactly one FINISHED run
-    (all test/* metrics) per config; runs left RUNNING are now KILLED or FAILED; trials FINISHED
+    (all test/* metrics) per config; trial runs left RUNNING are now KILLED or FAILED, and the sweep
+    run the killed driver left RUNNING is continued by the rerun (one sweep run, FINISHED); trials FINISHED
     before the kill are not re-run (same run ids)."""
     if point == "extraction":
         cache = tmp_path / "cache"
@@ -102,8 +103,11 @@ def test_driver_killed_then_rerun_resumes(point, tiny_corpus, tmp_path, tmp_path
         assert "left RUNNING by an interrupted sweep were marked KILLED" in out, out[-3000:]
         H.check_one_finished_per_config(uri, CONFIGS)
         status_now = _status(uri)
+        sweep_runs = [rid for rid, (name, _) in status_now.items() if name.startswith("sweep-")]
+        assert len(sweep_runs) == 1 and status_now[sweep_runs[0]][1] == "FINISHED", status_now  # continued, not new
         for rid in running_at_kill:
-            assert status_now[rid][1] in ("KILLED", "FAILED"), f"{status_now[rid]} was RUNNING at the kill"
+            if rid not in sweep_runs:
+                assert status_now[rid][1] in ("KILLED", "FAILED"), f"{status_now[rid]} was RUNNING at the kill"
         finished_now = H.finished_ids(uri)
         for name, rid in finished_at_kill.items():
             assert finished_now[name] == rid, f"{name} was re-run although it had FINISHED"
