@@ -1,4 +1,5 @@
 """avkd: knowledge-distilled audio-visual video captioning, as a tracked sweep."""
+
 import os as _os
 from pathlib import Path as _Path
 

@@ -2,6 +2,7 @@
 
 Handlers are imported lazily so `python -m avkd data check` does not pay for torch or ray.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,16 +57,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("sweep", help="run a sweep file end to end (features, trials, tables, report)")
     w.add_argument("sweep", help="sweep YAML file, e.g. sweeps/demo.yaml")
-    w.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="override any key of the sweep file (dotted path, YAML-typed value), e.g. "
-                        "training.epochs=3 'grid.ks=[0.2, 0.6]'; validated like the file, recorded in the sweep run")
-    w.add_argument("--dry-run", action="store_true",
-                   help="print the trial plan (which trials would run, which already FINISHED in MLflow) and exit: "
-                        "starts no Ray, writes no run")
+    w.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="override any key of the sweep file (dotted path, YAML-typed value), e.g. "
+        "training.epochs=3 'grid.ks=[0.2, 0.6]'; validated like the file, recorded in the sweep run",
+    )
+    w.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the trial plan (which trials would run, which already FINISHED in MLflow) and exit: "
+        "starts no Ray, writes no run",
+    )
     w.add_argument("--no-report", action="store_true", help="skip building the HTML report at the end")
     w.add_argument("--report-out", default="reports/out", help="report folder (default: reports/out)")
-    w.add_argument("--wait", action="store_true",
-                   help="if this sweep is already running against the same tracking store, wait for it to end")
+    w.add_argument(
+        "--wait",
+        action="store_true",
+        help="if this sweep is already running against the same tracking store, wait for it to end",
+    )
     w.set_defaults(handler=_handler("avkd.sweep.driver:cmd_sweep"))
     return p
 

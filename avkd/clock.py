@@ -8,6 +8,7 @@ active by `with clock:` and does nothing without one, so the training code needs
 Times are exclusive: a phase nested in another (METEOR's JVM start inside the test metrics) is
 taken out of the enclosing one, so the phases of a breakdown add up to at most its total.
 """
+
 from __future__ import annotations
 
 import time

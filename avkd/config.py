@@ -5,6 +5,7 @@ validates a file against them before any work starts: an unknown key, a wrong ty
 out-of-range value or a YAML syntax error raises `ConfigError` with one line naming the file
 and the key (e.g. `sweeps/x.yaml: grid.ks[2]: 1.5 is outside (0, 1]`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -87,6 +88,7 @@ class EarlyExitConfig:
     whose top word probability exceeds the threshold (CALM-style confidence), where DEEVISum compares
     hidden states with class prototypes by cosine similarity (threshold 0.8); see the README.
     """
+
     enabled: bool = False
     # Confidence thresholds evaluated on the test split (1.0: never exits, the full decoder).
     thresholds: list[float] = field(default_factory=lambda: [0.9, 0.7, 0.5])
@@ -133,26 +135,30 @@ class MLPConfig:
 @dataclass
 class ExtraTeacher:
     """A teacher beside the audio-visual one (multi_teacher): trained with L_CE like it, on its own inputs."""
+
     modality: Literal["av", "audio", "visual"] = "av"  # audio / visual: the other modality's latent is zeroed
     k: float = 1.0  # fraction of frames of its features (1.0: every frame; < 1: a teacher at a lower frame rate)
 
     @property
     def name(self) -> str:
-        """"audio", "visual", "av@0.6", "audio@0.6" ...: the guide's name in runs and metrics."""
+        """ "audio", "visual", "av@0.6", "audio@0.6" ...: the guide's name in runs and metrics."""
         return self.modality if self.k == 1.0 else f"{self.modality}@{self.k:g}"
 
 
 @dataclass
 class FusedToModalConfig:
     """VQAKD (Shao et al. 2023): the teacher's fused latent supervises each student modality branch."""
+
     temperature: float = 1.0  # the released code's T of modal_kl
 
 
 @dataclass
 class MultiTeacherConfig:
     """EMTM (Liang et al. 2023): several teachers' outputs aggregated per sample into one target."""
+
     teachers: list[ExtraTeacher] = field(
-        default_factory=lambda: [ExtraTeacher("audio"), ExtraTeacher("visual")])  # besides the AV teacher
+        default_factory=lambda: [ExtraTeacher("audio"), ExtraTeacher("visual")]
+    )  # besides the AV teacher
     # The student shares its encoder (the decoder's two latent projections) with this teacher, frozen:
     # "teacher" (the AV teacher) or an extra teacher's name; null: the student trains its own.
     share_encoder_with: Optional[str] = None
@@ -162,10 +168,10 @@ class MultiTeacherConfig:
 @dataclass
 class MultiStageConfig:
     """DEEVISum's MSKD: teacher -> mentor (a student at a larger k) -> student, learning from both."""
+
     mentor_k: float = 0.9  # must be larger than every k the multi_stage students run at (the paper's go to 0.8)
     # The mentor's own training (DEEVISum's released code: its LM loss + 0.5 * T^2 KL to the teacher).
-    mentor_losses: list[LossTerm] = field(
-        default_factory=lambda: [LossTerm("ce", 1.0), LossTerm("kd_teacher", 0.5)])
+    mentor_losses: list[LossTerm] = field(default_factory=lambda: [LossTerm("ce", 1.0), LossTerm("kd_teacher", 0.5)])
     # Initial weights (teacher, mentor) of the learned-weights option (kd_aggregate + aggregate_ce in
     # distill.losses.multi_stage; DEEVISum's init 0.25, 0.5); normalised.
     aggregate_init: list[float] = field(default_factory=lambda: [0.25, 0.5])
@@ -175,6 +181,7 @@ class MultiStageConfig:
 @dataclass
 class MethodsConfig:
     """Settings of the distillation methods (avkd/methods/), by the method's key."""
+
     fused_to_modal: FusedToModalConfig = field(default_factory=FusedToModalConfig)
     multi_teacher: MultiTeacherConfig = field(default_factory=MultiTeacherConfig)
     multi_stage: MultiStageConfig = field(default_factory=MultiStageConfig)
@@ -305,6 +312,7 @@ class SweepConfig:
 
 # ---- validation ------------------------------------------------------------------------------
 
+
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in d.items():
@@ -431,29 +439,45 @@ def _check_ranges(cfg: SweepConfig) -> None:
             raise ConfigError(f"{key}: {msg}")
 
     # The name becomes a folder under runs_dir and the feature cache: it must not point elsewhere.
-    need(bool(cfg.name.strip()) and cfg.name.isprintable() and cfg.name not in (".", "..")
-         and not any(c in cfg.name for c in "/\\"), "name",
-         f"{_show(cfg.name)} must be a non-empty printable name without '/' or '\\' (and not '.' or '..')")
+    need(
+        bool(cfg.name.strip())
+        and cfg.name.isprintable()
+        and cfg.name not in (".", "..")
+        and not any(c in cfg.name for c in "/\\"),
+        "name",
+        f"{_show(cfg.name)} must be a non-empty printable name without '/' or '\\' (and not '.' or '..')",
+    )
     need(cfg.dataset.synth.videos >= 10, "dataset.synth.videos", "must be >= 10 (train/validate/test splits)")
     need(cfg.dataset.min_count >= 1, "dataset.min_count", "must be >= 1")
     need(cfg.dataset.max_caption_len >= 2, "dataset.max_caption_len", "must be >= 2")
     need(cfg.dataset.max_videos is None or cfg.dataset.max_videos >= 1, "dataset.max_videos", "must be >= 1")
-    need(75 <= cfg.features.image_size <= 1024, "features.image_size", "must be in [75, 1024] (Inception-v3 needs >= 75)")
+    need(
+        75 <= cfg.features.image_size <= 1024, "features.image_size", "must be in [75, 1024] (Inception-v3 needs >= 75)"
+    )
     need(cfg.features.max_frames is None or cfg.features.max_frames >= 1, "features.max_frames", "must be >= 1")
     need(cfg.features.sample_rate == 32000, "features.sample_rate", "PANNs Cnn10/Cnn14 are trained at 32000 Hz")
-    need(not cfg.features.simpf_renorm or cfg.features.audio_pool == "spectral", "features.simpf_renorm",
-         f"only applies to audio_pool: spectral (got audio_pool: {cfg.features.audio_pool})")
+    need(
+        not cfg.features.simpf_renorm or cfg.features.audio_pool == "spectral",
+        "features.simpf_renorm",
+        f"only applies to audio_pool: spectral (got audio_pool: {cfg.features.audio_pool})",
+    )
     for key in ("batch_frames", "batch_audio", "workers"):
         need(getattr(cfg.features, key) >= 1, f"features.{key}", "must be >= 1")
     need(0 <= cfg.features.shards <= 1024, "features.shards", "must be in [0, 1024] (0 = automatic)")
-    need(cfg.features.device == "auto" or cfg.features.device == "cpu" or cfg.features.device.startswith("cuda"),
-         "features.device", f"{cfg.features.device!r} is not auto, cpu, cuda or cuda:N")
+    need(
+        cfg.features.device == "auto" or cfg.features.device == "cpu" or cfg.features.device.startswith("cuda"),
+        "features.device",
+        f"{cfg.features.device!r} is not auto, cpu, cuda or cuda:N",
+    )
     for key in ("embed_dim", "hidden", "layers"):
         need(getattr(cfg.model, key) >= 1, f"model.{key}", "must be >= 1")
     need(0.0 <= cfg.model.dropout < 1.0, "model.dropout", "must be in [0, 1)")
     ee = cfg.model.early_exit
-    need(not ee.enabled or cfg.model.layers >= 2, "model.early_exit.enabled",
-         f"needs model.layers >= 2 (an exit head sits after every GRU layer but the last; layers is {cfg.model.layers})")
+    need(
+        not ee.enabled or cfg.model.layers >= 2,
+        "model.early_exit.enabled",
+        f"needs model.layers >= 2 (an exit head sits after every GRU layer but the last; layers is {cfg.model.layers})",
+    )
     for i, t in enumerate(ee.thresholds):
         need(0.0 <= t <= 1.0, f"model.early_exit.thresholds[{i}]", f"{t} is outside [0, 1]")
     need(ee.weight >= 0, "model.early_exit.weight", "must be >= 0")
@@ -462,10 +486,16 @@ def _check_ranges(cfg: SweepConfig) -> None:
     need(cfg.training.lr > 0, "training.lr", "must be > 0")
     need(cfg.training.weight_decay >= 0, "training.weight_decay", "must be >= 0 (torch's Adam refuses negative values)")
     need(cfg.training.patience >= 1, "training.patience", "must be >= 1")
-    need(cfg.training.captions_per_video is None or cfg.training.captions_per_video >= 1,
-         "training.captions_per_video", "must be >= 1 (or null: every caption)")
-    need(len(cfg.distill.mlp.hidden) == 2 and all(h >= 1 for h in cfg.distill.mlp.hidden),
-         "distill.mlp.hidden", "must be two positive layer sizes (the paper's MLP has two hidden layers)")
+    need(
+        cfg.training.captions_per_video is None or cfg.training.captions_per_video >= 1,
+        "training.captions_per_video",
+        "must be >= 1 (or null: every caption)",
+    )
+    need(
+        len(cfg.distill.mlp.hidden) == 2 and all(h >= 1 for h in cfg.distill.mlp.hidden),
+        "distill.mlp.hidden",
+        "must be two positive layer sizes (the paper's MLP has two hidden layers)",
+    )
     need(0.0 <= cfg.distill.mlp.dropout < 1.0, "distill.mlp.dropout", "must be in [0, 1)")
     need(cfg.distill.rep_epochs >= 1, "distill.rep_epochs", "must be >= 1")
     for mode, terms in cfg.distill.losses.items():
@@ -476,15 +506,20 @@ def _check_ranges(cfg: SweepConfig) -> None:
     need(cfg.decoding.max_len >= 1, "decoding.max_len", "must be >= 1")
     need(bool(cfg.grid.ks) or bool(cfg.grid.seeds), "grid", "empty grid")
     need(bool(cfg.grid.seeds), "grid.seeds", "empty: at least one seed is needed")
-    need(cfg.grid.bootstrap_samples >= 100, "grid.bootstrap_samples", "must be >= 100 (a 95 % interval needs resamples)")
+    need(
+        cfg.grid.bootstrap_samples >= 100, "grid.bootstrap_samples", "must be >= 100 (a 95 % interval needs resamples)"
+    )
     for i, k in enumerate(cfg.grid.ks):
         need(0.0 < k <= 1.0, f"grid.ks[{i}]", f"{k} is outside (0, 1]")
     need(len(set(cfg.grid.ks)) == len(cfg.grid.ks), "grid.ks", "has duplicates")
     _check_methods(cfg, need)  # after grid.ks: its checks compare k values that must be valid first
     need(not cfg.grid.ks or bool(cfg.grid.losses), "grid.losses", "empty: students need at least one loss")
     for i, loss in enumerate(cfg.grid.losses):
-        need(loss in cfg.distill.losses, f"grid.losses[{i}]",
-             f"{loss!r} has no entry in distill.losses (known: {', '.join(cfg.distill.losses)})")
+        need(
+            loss in cfg.distill.losses,
+            f"grid.losses[{i}]",
+            f"{loss!r} has no entry in distill.losses (known: {', '.join(cfg.distill.losses)})",
+        )
     need(cfg.grid.timing.videos >= 1, "grid.timing.videos", "must be >= 1")
     need(cfg.grid.timing.warmup >= 0, "grid.timing.warmup", "must be >= 0")
     need(cfg.grid.timing.threads >= 1, "grid.timing.threads", "must be >= 1")
@@ -498,12 +533,21 @@ def _check_ranges(cfg: SweepConfig) -> None:
         for key, values, grid in (("ks", cfg.tune.ks, cfg.grid.ks), ("losses", cfg.tune.losses, cfg.grid.losses)):
             for i, v in enumerate(values or []):
                 need(v in grid, f"tune.{key}[{i}]", f"{v!r} is not in grid.{key}")
-        need(bool(sp.mlp_hidden) and all(h >= 1 for h in sp.mlp_hidden), "tune.space.mlp_hidden", "must be positive sizes")
+        need(
+            bool(sp.mlp_hidden) and all(h >= 1 for h in sp.mlp_hidden),
+            "tune.space.mlp_hidden",
+            "must be positive sizes",
+        )
         for key in ("mlp_dropout", "decoder_dropout"):
             lo_hi = getattr(sp, key)
-            need(len(lo_hi) == 2 and 0 <= lo_hi[0] <= lo_hi[1] < 1, f"tune.space.{key}", "must be [low, high] in [0, 1)")
-        need(len(sp.rep_weight) == 2 and 0 < sp.rep_weight[0] <= sp.rep_weight[1], "tune.space.rep_weight",
-             "must be [low, high] with 0 < low <= high")
+            need(
+                len(lo_hi) == 2 and 0 <= lo_hi[0] <= lo_hi[1] < 1, f"tune.space.{key}", "must be [low, high] in [0, 1)"
+            )
+        need(
+            len(sp.rep_weight) == 2 and 0 < sp.rep_weight[0] <= sp.rep_weight[1],
+            "tune.space.rep_weight",
+            "must be [low, high] with 0 < low <= high",
+        )
 
 
 def _check_methods(cfg: SweepConfig, need: Any) -> None:
@@ -517,22 +561,31 @@ def _check_methods(cfg: SweepConfig, need: Any) -> None:
         need(names.index(t.name) == i, where, f"{t.name!r} is listed twice")
     if "multi_teacher" in cfg.grid.losses:
         need(bool(mt.teachers), "distill.methods.multi_teacher.teachers", "needs at least one extra teacher")
-    need(mt.share_encoder_with in (None, "teacher", *names), "distill.methods.multi_teacher.share_encoder_with",
-         f"{_show(mt.share_encoder_with)} is not 'teacher' or an extra teacher ({', '.join(names) or 'none listed'})")
+    need(
+        mt.share_encoder_with in (None, "teacher", *names),
+        "distill.methods.multi_teacher.share_encoder_with",
+        f"{_show(mt.share_encoder_with)} is not 'teacher' or an extra teacher ({', '.join(names) or 'none listed'})",
+    )
     need(0.0 < ms.mentor_k < 1.0, "distill.methods.multi_stage.mentor_k", f"{ms.mentor_k} is outside (0, 1)")
     if "multi_stage" in cfg.grid.losses:
         too_large = [k for k in cfg.grid.ks if k >= ms.mentor_k]
-        need(not too_large, "distill.methods.multi_stage.mentor_k",
-             f"{ms.mentor_k:g} must be larger than every k of grid.ks that runs multi_stage "
-             f"({', '.join(f'{k:g}' for k in too_large)} is not smaller)")
+        need(
+            not too_large,
+            "distill.methods.multi_stage.mentor_k",
+            f"{ms.mentor_k:g} must be larger than every k of grid.ks that runs multi_stage "
+            f"({', '.join(f'{k:g}' for k in too_large)} is not smaller)",
+        )
     need(bool(ms.mentor_losses), "distill.methods.multi_stage.mentor_losses", "needs at least one loss term")
     for i, t in enumerate(ms.mentor_losses):
         need(t.weight >= 0, f"distill.methods.multi_stage.mentor_losses[{i}].weight", "must be >= 0")
     for key in ("fused_to_modal", "multi_teacher", "multi_stage"):
         t = getattr(cfg.distill.methods, key).temperature
         need(t > 0, f"distill.methods.{key}.temperature", "must be > 0")
-    need(len(ms.aggregate_init) == 2 and all(w > 0 for w in ms.aggregate_init),
-         "distill.methods.multi_stage.aggregate_init", "must be two positive weights: [teacher, mentor]")
+    need(
+        len(ms.aggregate_init) == 2 and all(w > 0 for w in ms.aggregate_init),
+        "distill.methods.multi_stage.aggregate_init",
+        "must be two positive weights: [teacher, mentor]",
+    )
 
 
 def parse_sweep(data: Any, source: str = "<dict>") -> SweepConfig:
@@ -573,6 +626,7 @@ def load_sweep(path: str | Path) -> SweepConfig:
 
 # ---- command-line overrides ---------------------------------------------------------------------
 
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """["grid.ks=[0.2, 0.4]", "training.epochs=3"] -> {"grid.ks": [0.2, 0.4], "training.epochs": 3}.
 
@@ -602,7 +656,7 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
         if child is None:
             child = node[part] = {}
         if not isinstance(child, dict):
-            where = ".".join(parts[:i + 1])
+            where = ".".join(parts[: i + 1])
             raise ConfigError(f"command line: {key}: {where} is a value ({_show(child)}), not a section")
         node = child
     node[parts[-1]] = value

@@ -2,6 +2,7 @@
 
 Ray and torch are imported inside the functions: the CLI and the config checks stay fast.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,9 +25,14 @@ def start_ray() -> bool:
     address = os.environ.get("RAY_ADDRESS")
     # Without RAY_ADDRESS always a fresh local instance: address=None would join whatever cluster
     # `ray start` (or ray.cluster_utils) last recorded in <ray temp>/ray_current_cluster.
-    ray.init(address=address or "local", include_dashboard=False, log_to_driver=True,
-             configure_logging=True, logging_level="ERROR",
-             **({} if address else {"num_cpus": os.cpu_count()}))
+    ray.init(
+        address=address or "local",
+        include_dashboard=False,
+        log_to_driver=True,
+        configure_logging=True,
+        logging_level="ERROR",
+        **({} if address else {"num_cpus": os.cpu_count()}),
+    )
     return True
 
 

@@ -6,6 +6,7 @@ Each folder is created if needed, its file system must be writable and have MIN_
 small probe file is really written (and fsynced) and removed: that also catches permissions, quotas
 and read-only mounts that free-space numbers do not show.
 """
+
 from __future__ import annotations
 
 import errno
@@ -47,8 +48,9 @@ def check_folder(folder: Path, what: str, min_free_mb: int | None = None) -> Non
         raise StorageError(f"{folder}: the {what} is on a read-only file system")
     free_mb = stat.f_bavail * stat.f_frsize / 2**20
     if free_mb < min_free_mb:
-        raise StorageError(f"{folder}: disk full for the {what} ({free_mb:.1f} MiB free, at least "
-                           f"{min_free_mb} MiB needed)")
+        raise StorageError(
+            f"{folder}: disk full for the {what} ({free_mb:.1f} MiB free, at least {min_free_mb} MiB needed)"
+        )
     try:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".avkd-probe-") as probe:
             probe.write(b"\0" * PROBE_BYTES)

@@ -4,6 +4,7 @@ rich shortens cells with "…" when a table is wider than the console (80 column
 not a terminal). Outside a terminal the console is widened to the table's natural width; in a
 terminal, cells that do not fit fold onto more lines instead of being cut.
 """
+
 from __future__ import annotations
 
 from rich.console import Console

@@ -6,6 +6,7 @@ sets AVKD_WARN_DIR to a fresh folder; every process claims a warning there with 
 before printing it, so the first one prints and the others stay quiet. Without the variable (a single
 command, a test) it is once per process.
 """
+
 from __future__ import annotations
 
 import hashlib

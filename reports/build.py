@@ -20,6 +20,7 @@ Table II comes from the most recent FINISHED timing run (avkd.role=timing) of th
 decoding columns (when the trials logged test/decode_s_per_video, and early exit's ee/t<t>/...)
 come from the Table I runs at each k.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,6 +53,7 @@ REQUIRED_TAGS = (schema.ROLE, schema.LOSS, schema.K, schema.SEED, schema.CONFIG_
 
 # ---- finding the runs -----------------------------------------------------------------------------
 
+
 def open_store(uri: str) -> MlflowClient:
     """A client for an existing store (never creates an empty database by accident)."""
     db = mt.sqlite_path(uri)
@@ -60,8 +62,9 @@ def open_store(uri: str) -> MlflowClient:
     return mt.mlflow_client(uri)
 
 
-def find_sweep_run(client: MlflowClient, uri: str, experiment: str | None = None,
-                   sweep_run_id: str | None = None) -> Run:
+def find_sweep_run(
+    client: MlflowClient, uri: str, experiment: str | None = None, sweep_run_id: str | None = None
+) -> Run:
     """The sweep run to report on (see the module docstring, rule 1)."""
     if sweep_run_id:
         try:
@@ -79,8 +82,12 @@ def find_sweep_run(client: MlflowClient, uri: str, experiment: str | None = None
             known = ", ".join(sorted(e.name for e in experiments)) or "none"
             raise AvkdError(f"no experiment {experiment!r} in {uri} (known: {known})")
         experiments = found
-    runs = client.search_runs([e.experiment_id for e in experiments], f"tags.`{schema.ROLE}` = 'sweep'",
-                              order_by=["attributes.start_time DESC"], max_results=1)
+    runs = client.search_runs(
+        [e.experiment_id for e in experiments],
+        f"tags.`{schema.ROLE}` = 'sweep'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
     if not runs:
         where = f"experiment {experiment!r}" if experiment else uri
         raise AvkdError(f"no sweep run ({schema.ROLE}=sweep) in {where}; run a sweep first")
@@ -99,14 +106,26 @@ def _early_exit_metrics(metrics: dict[str, float]) -> dict[float, dict[str, floa
 
 def _as_trial(run: Run) -> Trial:
     tags = run.data.tags
-    return Trial(run_id=run.info.run_id, role=tags[schema.ROLE], loss=tags[schema.LOSS], k=float(tags[schema.K]),
-                 seed=tags[schema.SEED], config_hash=tags[schema.CONFIG_HASH], status=run.info.status,
-                 start_time=run.info.start_time or 0, parent=tags.get(schema.PARENT),
-                 metrics={key[len(schema.TEST_PREFIX):]: value for key, value in run.data.metrics.items()
-                          if key.startswith(schema.TEST_PREFIX)},
-                 error=tags.get(schema.ERROR, ""), early_exit=_early_exit_metrics(run.data.metrics),
-                 guide=tags.get(schema.GUIDE, "") if tags[schema.ROLE] == "guide" else "",
-                 tuned=tags.get(schema.TUNED) == "true")
+    return Trial(
+        run_id=run.info.run_id,
+        role=tags[schema.ROLE],
+        loss=tags[schema.LOSS],
+        k=float(tags[schema.K]),
+        seed=tags[schema.SEED],
+        config_hash=tags[schema.CONFIG_HASH],
+        status=run.info.status,
+        start_time=run.info.start_time or 0,
+        parent=tags.get(schema.PARENT),
+        metrics={
+            key[len(schema.TEST_PREFIX) :]: value
+            for key, value in run.data.metrics.items()
+            if key.startswith(schema.TEST_PREFIX)
+        },
+        error=tags.get(schema.ERROR, ""),
+        early_exit=_early_exit_metrics(run.data.metrics),
+        guide=tags.get(schema.GUIDE, "") if tags[schema.ROLE] == "guide" else "",
+        tuned=tags.get(schema.TUNED) == "true",
+    )
 
 
 def _is_table1_run(run: Run) -> bool:
@@ -185,8 +204,10 @@ def select_trials(runs: list[Run], sweep_run: Run) -> tuple[list[Trial], list[Tr
     for t in sorted(by_hash.values(), key=lambda t: t.start_time):
         cell = (t.role, t.loss, round(t.k, 6), t.guide, t.seed)
         if cell in by_cell:
-            notes.append(f"{_describe(by_cell[cell])}: superseded by the more recent run {t.run_id} "
-                         f"(config hash {by_cell[cell].config_hash} → {t.config_hash}).")
+            notes.append(
+                f"{_describe(by_cell[cell])}: superseded by the more recent run {t.run_id} "
+                f"(config hash {by_cell[cell].config_hash} → {t.config_hash})."
+            )
         by_cell[cell] = t
 
     latest_unfinished: dict[str, Trial] = {}
@@ -198,11 +219,13 @@ def select_trials(runs: list[Run], sweep_run: Run) -> tuple[list[Trial], list[Tr
 
 def _describe(t: Trial) -> str:
     who = {"teacher": "teacher", "blind": "blind baseline", "guide": f"{t.guide}-only teacher"}.get(
-        t.role, f"student loss={t.loss} k={t.k:g}")
+        t.role, f"student loss={t.loss} k={t.k:g}"
+    )
     return f"{who} seed {t.seed}"
 
 
 # ---- Table I ------------------------------------------------------------------------------------------
+
 
 def _run_score(metrics: dict[str, float], terms: list[str]) -> float | None:
     """SCORE (avkd/evaluation/score.py) over the table's common terms; None when there are none."""
@@ -218,8 +241,13 @@ def _row_order(row: Row) -> tuple:
     return ({"teacher": 3, "guide": 4}.get(row.role, 5), row.guide, row.k)
 
 
-def build_table1(trials: list[Trial], missing: list[Trial], notes: list[str],
-                 bootstrap_samples: int = S.BOOTSTRAP_SAMPLES, tune_note: str | None = None) -> Table1:
+def build_table1(
+    trials: list[Trial],
+    missing: list[Trial],
+    notes: list[str],
+    bootstrap_samples: int = S.BOOTSTRAP_SAMPLES,
+    tune_note: str | None = None,
+) -> Table1:
     rows: dict[tuple, Row] = {}
     for kind, group in (("trials", trials), ("missing", missing)):
         for t in group:
@@ -234,8 +262,9 @@ def build_table1(trials: list[Trial], missing: list[Trial], notes: list[str],
         scores = [_run_score(t.metrics, terms) for t in row.trials]
         row.mean[schema.SCORE], row.std[schema.SCORE] = S.mean_std(s for s in scores if s is not None)
     for row in ordered:
-        row.decode_s = S.mean_std(t.metrics[schema.DECODE_S_PER_VIDEO] for t in row.trials
-                                  if schema.DECODE_S_PER_VIDEO in t.metrics)[0]
+        row.decode_s = S.mean_std(
+            t.metrics[schema.DECODE_S_PER_VIDEO] for t in row.trials if schema.DECODE_S_PER_VIDEO in t.metrics
+        )[0]
         row.early_exit = _row_early_exit(row, terms)
     # Diff is relative to the teacher's mean SCORE (a zero SCORE would make it undefined).
     teacher = next((r for r in ordered if r.role == "teacher" and r.mean[schema.SCORE]), None)
@@ -250,8 +279,9 @@ def build_table1(trials: list[Trial], missing: list[Trial], notes: list[str],
         if values:
             best[column] = max(values)
     groups = sorted({g for r in ordered for g in r.attributes}, key=_attribute_order)
-    return Table1(ordered, terms, best, _table1_notes(ordered, terms, teacher, notes, summary, tune_note),
-                  summary, groups)
+    return Table1(
+        ordered, terms, best, _table1_notes(ordered, terms, teacher, notes, summary, tune_note), summary, groups
+    )
 
 
 def table1_summary(rows: list[Row], bootstrap_samples: int = S.BOOTSTRAP_SAMPLES) -> dict:
@@ -278,7 +308,9 @@ def _verdicts(rows: list[Row]) -> str:
     groups: dict[str, list[str]] = {"below": [], "above": [], "not distinguishable from": []}
     for r in rows:
         if r.diff_ci is not None:
-            verdict = "not distinguishable from" if not r.distinguishable else ("below" if r.diff_ci[0] > 0 else "above")
+            verdict = (
+                "not distinguishable from" if not r.distinguishable else ("below" if r.diff_ci[0] > 0 else "above")
+            )
             groups[verdict].append(r.label)
     parts = [f"{verdict} the teacher: {', '.join(labels)}" for verdict, labels in groups.items() if labels]
     return "From the Diff intervals (not by eye): " + "; ".join(parts) + "."
@@ -307,74 +339,101 @@ def _row_early_exit(row: Row, terms: list[str]) -> list[tuple[float, float, floa
     return points
 
 
-def _table1_notes(rows: list[Row], terms: list[str], teacher: Row | None, extra: list[str], summary: dict,
-                  tune_note: str | None) -> list[str]:
-    notes = ["Cells: mean ± half-width of the 95 % confidence interval over the n seeds (Student t, n − 1 degrees "
-             "of freedom): the interval is [mean − half-width, mean + half-width]. Bold: the best mean of each "
-             "column (ties at 3 decimals are all bold)."]
+def _table1_notes(
+    rows: list[Row], terms: list[str], teacher: Row | None, extra: list[str], summary: dict, tune_note: str | None
+) -> list[str]:
+    notes = [
+        "Cells: mean ± half-width of the 95 % confidence interval over the n seeds (Student t, n − 1 degrees "
+        "of freedom): the interval is [mean − half-width, mean + half-width]. Bold: the best mean of each "
+        "column (ties at 3 decimals are all bold)."
+    ]
     few = [f"{r.label} (n = {r.n})" for r in rows if 0 < r.n < 3]
     if few:
-        notes.append("Fewer than 3 seeds in " + ", ".join(few) + ": with n = 1 there is no interval (the cell is a "
-                     "single run), with n = 2 the interval is very wide (t = 12.7); such rows say little about noise.")
+        notes.append(
+            "Fewer than 3 seeds in " + ", ".join(few) + ": with n = 1 there is no interval (the cell is a "
+            "single run), with n = 2 the interval is very wide (t = 12.7); such rows say little about noise."
+        )
     full = [LABELS[t] for t in S.TERMS]
     used = [LABELS[t] for t in terms]
     if used == full:
         notes.append(f"SCORE = mean of [{', '.join(full)}] (the paper's definition), recomputed from the metrics.")
     else:
         absent = [LABELS[t] for t in S.TERMS if t not in terms]
-        notes.append(f"'-': metric not available ({', '.join(absent)}; SPICE needs the Stanford CoreNLP jars). "
-                     f"SCORE here averages [{', '.join(used) or 'nothing'}] instead of the paper's "
-                     f"[{', '.join(full)}], so it is not comparable with SCOREs that include them.")
-    notes.append("Diff (%) = 100 × (SCORE_teacher − SCORE) / SCORE_teacher, a true percentage (positive: below "
-                 "the teacher). The paper's 'Diff (%)' column holds this ratio as a fraction (0.008 means 0.8 %).")
+        notes.append(
+            f"'-': metric not available ({', '.join(absent)}; SPICE needs the Stanford CoreNLP jars). "
+            f"SCORE here averages [{', '.join(used) or 'nothing'}] instead of the paper's "
+            f"[{', '.join(full)}], so it is not comparable with SCOREs that include them."
+        )
+    notes.append(
+        "Diff (%) = 100 × (SCORE_teacher − SCORE) / SCORE_teacher, a true percentage (positive: below "
+        "the teacher). The paper's 'Diff (%)' column holds this ratio as a fraction (0.008 means 0.8 %)."
+    )
     if teacher is None:
         notes.append("No FINISHED teacher run: Diff cannot be computed.")
     elif any(r.diff_ci for r in rows):
         b = summary["bootstrap"]
         videos = max(e["diff"]["videos"] for e in summary["rows"].values() if e["diff"])
-        notes.append(f"Diff 95 % CI: paired bootstrap over the {videos} test videos ({b['samples']} resamples, seed {b['seed']}"
-                     f"{'; so few videos make this interval unreliable' if videos < 20 else ''}): "
-                     "each resample draws the test videos with replacement once and scores teacher and row on the "
-                     "same videos, pairing seed s of the row with seed s of the teacher; the interval is the 2.5-97.5 "
-                     "percentiles of the resampled Diff, computed from per-video SCOREs (per_video_scores.csv), so its "
-                     "centre can differ slightly from the Diff column (corpus-level metrics). ≈: not distinguishable "
-                     "from the teacher (the interval contains 0).")
+        notes.append(
+            f"Diff 95 % CI: paired bootstrap over the {videos} test videos ({b['samples']} resamples, seed {b['seed']}"
+            f"{'; so few videos make this interval unreliable' if videos < 20 else ''}): "
+            "each resample draws the test videos with replacement once and scores teacher and row on the "
+            "same videos, pairing seed s of the row with seed s of the teacher; the interval is the 2.5-97.5 "
+            "percentiles of the resampled Diff, computed from per-video SCOREs (per_video_scores.csv), so its "
+            "centre can differ slightly from the Diff column (corpus-level metrics). ≈: not distinguishable "
+            "from the teacher (the interval contains 0)."
+        )
         notes.append(_verdicts(rows))
     if any(r.role == "blind" for r in rows):
-        notes.append("† Blind baseline: the decoder gets zero latent vectors (no audio or video), "
-                     "so it shows what the language prior alone scores.")
+        notes.append(
+            "† Blind baseline: the decoder gets zero latent vectors (no audio or video), "
+            "so it shows what the language prior alone scores."
+        )
     if any(r.role == "guide" for r in rows):
-        notes.append("‡ Modality rows: a teacher trained like the audio-visual one (k = 1, L_CE) with the other "
-                     "modality's latent zeroed: what audio alone and video alone give.")
+        notes.append(
+            "‡ Modality rows: a teacher trained like the audio-visual one (k = 1, L_CE) with the other "
+            "modality's latent zeroed: what audio alone and video alone give."
+        )
     if any(r.attributes for r in rows):
-        notes.append("Attribute accuracy (Attr columns): the share of each clip's true attributes (stored by the "
-                     "corpus generator) that the generated caption states exactly, per group (visual static: colour, "
-                     "shape, size, count, background; audio: sound, pitch, rhythm; visual/audio event: the brief "
-                     "event or its absence); mean ± 95 % t-interval over seeds (avkd/evaluation/attributes.py).")
+        notes.append(
+            "Attribute accuracy (Attr columns): the share of each clip's true attributes (stored by the "
+            "corpus generator) that the generated caption states exactly, per group (visual static: colour, "
+            "shape, size, count, background; audio: sound, pitch, rhythm; visual/audio event: the brief "
+            "event or its absence); mean ± 95 % t-interval over seeds (avkd/evaluation/attributes.py)."
+        )
     if tune_note:
         notes.append(tune_note)
     for row in rows:
         for t in row.missing:
             reason = f": {t.error}" if t.error else ""
-            notes.append(f"Missing: {_describe(t)} is {t.status} (config hash {t.config_hash}, run {t.run_id}){reason}.")
-    notes.append("Runs: for each config hash the most recent FINISHED run in the experiment, within the sweep's "
-                 "grid (a resumed sweep reuses finished trials of earlier sweep runs).")
+            notes.append(
+                f"Missing: {_describe(t)} is {t.status} (config hash {t.config_hash}, run {t.run_id}){reason}."
+            )
+    notes.append(
+        "Runs: for each config hash the most recent FINISHED run in the experiment, within the sweep's "
+        "grid (a resumed sweep reuses finished trials of earlier sweep runs)."
+    )
     return notes + extra
 
 
 # ---- Table II -----------------------------------------------------------------------------------------
 
+
 def build_table2(run: Run, values: dict[float, dict[tuple[bool, bool], float]]) -> Table2:
     """`values`: mt.timing_values of the timing run (k -> {(end_to_end, std): seconds per video})."""
-    rows = [TimingRow(k, v[(False, False)], v.get((False, True)), v.get((True, False)), v.get((True, True)))
-            for k, v in values.items() if (False, False) in v]
+    rows = [
+        TimingRow(k, v[(False, False)], v.get((False, True)), v.get((True, False)), v.get((True, True)))
+        for k, v in values.items()
+        if (False, False) in v
+    ]
     rows.sort(key=lambda r: r.k)  # students by k, then the teacher (k = 1)
     teacher = next((r for r in rows if r.k >= 1.0), None)
-    notes = ["Seconds per video, mean ± standard deviation over the timed videos. Extraction: computing the "
-             "Inception-v3 and Cnn14 features (SimPF pooling included) from already-decoded frames and audio, "
-             "what the paper's Table II times; end-to-end: opening and decoding the video file (selected frames, "
-             "audio) plus extraction.",
-             "Reduction (%) = 100 × (teacher − student) / teacher."]
+    notes = [
+        "Seconds per video, mean ± standard deviation over the timed videos. Extraction: computing the "
+        "Inception-v3 and Cnn14 features (SimPF pooling included) from already-decoded frames and audio, "
+        "what the paper's Table II times; end-to-end: opening and decoding the video file (selected frames, "
+        "audio) plus extraction.",
+        "Reduction (%) = 100 × (teacher − student) / teacher.",
+    ]
     if teacher is None:
         notes.append("The timing run has no teacher time: reductions cannot be computed.")
     else:
@@ -383,11 +442,13 @@ def build_table2(run: Run, values: dict[float, dict[tuple[bool, bool], float]]) 
             if r.e2e_mean is not None and teacher.e2e_mean:
                 r.e2e_reduction = 100.0 * S.relative_diff(r.e2e_mean, teacher.e2e_mean)
     p = run.data.params
-    parts = [f"{p[schema.BENCH_VIDEOS]} videos" if schema.BENCH_VIDEOS in p else None,
-             f"{p[schema.BENCH_THREADS]} threads" if schema.BENCH_THREADS in p else None,
-             f"device {p[schema.BENCH_DEVICE]}" if schema.BENCH_DEVICE in p else None,
-             f"frames {p[schema.BENCH_IMAGE_SIZE]}px" if schema.BENCH_IMAGE_SIZE in p else None,
-             f"{run.data.tags.get(schema.WEIGHTS, '?')} weights"]
+    parts = [
+        f"{p[schema.BENCH_VIDEOS]} videos" if schema.BENCH_VIDEOS in p else None,
+        f"{p[schema.BENCH_THREADS]} threads" if schema.BENCH_THREADS in p else None,
+        f"device {p[schema.BENCH_DEVICE]}" if schema.BENCH_DEVICE in p else None,
+        f"frames {p[schema.BENCH_IMAGE_SIZE]}px" if schema.BENCH_IMAGE_SIZE in p else None,
+        f"{run.data.tags.get(schema.WEIGHTS, '?')} weights",
+    ]
     caption = "Time per video (s): " + ", ".join(x for x in parts if x)
     return Table2(run.info.run_id, rows, caption, notes)
 
@@ -406,19 +467,25 @@ def add_decoding(t2: Table2, table1: Table1) -> None:
             for threshold, decode_s, score in row.early_exit:
                 if full:
                     by_threshold.setdefault(threshold, []).append((decode_s, 100.0 * S.relative_diff(score, full)))
-        r.early_exit = {th: (statistics.fmean(d for d, _ in v), statistics.fmean(p for _, p in v))
-                        for th, v in by_threshold.items()}
+        r.early_exit = {
+            th: (statistics.fmean(d for d, _ in v), statistics.fmean(p for _, p in v)) for th, v in by_threshold.items()
+        }
     t2.thresholds = sorted({th for r in t2.rows for th in r.early_exit}, reverse=True)
     if any(r.decode_mean is not None for r in t2.rows):
-        t2.notes.append("Caption decoding: beam search of the test split, seconds per video, mean over the Table I runs at "
-                        "that k (every method and seed; the teacher at k = 1), timed inside the trials.")
+        t2.notes.append(
+            "Caption decoding: beam search of the test split, seconds per video, mean over the Table I runs at "
+            "that k (every method and seed; the teacher at k = 1), timed inside the trials."
+        )
     if t2.thresholds:
-        t2.notes.append("EE t: early exit at confidence threshold t (a step stops at the first exit head whose top "
-                        "word probability exceeds t); SCORE drop (%) = 100 × (SCORE_full − SCORE_t) / SCORE_full, "
-                        "averaged over the same runs (negative: early exit scored higher).")
+        t2.notes.append(
+            "EE t: early exit at confidence threshold t (a step stops at the first exit head whose top "
+            "word probability exceeds t); SCORE drop (%) = 100 × (SCORE_full − SCORE_t) / SCORE_full, "
+            "averaged over the same runs (negative: early exit scored higher)."
+        )
 
 
 # ---- assembling the report --------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def _quiet_downloads():
@@ -473,11 +540,13 @@ def _tune_note(sweep_run: Run) -> str | None:
         return None
     from avkd.sweep.tune import CAPTION_ONLY_PARAMS, STUDENT_PARAMS
 
-    return (f"(tuned): the row's settings are the best of {p['tune.num_samples']} Optuna (TPE, seed "
-            f"{p.get('tune.seed', '?')}) trials of its cell, ranked on the validation split's "
-            f"{p.get('training.val_metric', '?')} (never on test) and re-run for every seed. Students searched "
-            f"{', '.join(STUDENT_PARAMS)}; the teacher and the blind baseline had the same budget over "
-            f"{', '.join(CAPTION_ONLY_PARAMS)} (the only tuned setting they have). Students learn from the tuned teacher.")
+    return (
+        f"(tuned): the row's settings are the best of {p['tune.num_samples']} Optuna (TPE, seed "
+        f"{p.get('tune.seed', '?')}) trials of its cell, ranked on the validation split's "
+        f"{p.get('training.val_metric', '?')} (never on test) and re-run for every seed. Students searched "
+        f"{', '.join(STUDENT_PARAMS)}; the teacher and the blind baseline had the same budget over "
+        f"{', '.join(CAPTION_ONLY_PARAMS)} (the only tuned setting they have). Students learn from the tuned teacher."
+    )
 
 
 def _bootstrap_samples(sweep_run: Run) -> int:
@@ -487,8 +556,9 @@ def _bootstrap_samples(sweep_run: Run) -> int:
         return S.BOOTSTRAP_SAMPLES
 
 
-def load_report(uri: str, experiment: str | None = None, sweep_run_id: str | None = None,
-                paper: bool = False) -> Report:
+def load_report(
+    uri: str, experiment: str | None = None, sweep_run_id: str | None = None, paper: bool = False
+) -> Report:
     """Read everything the report needs from MLflow."""
     client = open_store(uri)
     sweep_run = find_sweep_run(client, uri, experiment, sweep_run_id)
@@ -498,11 +568,18 @@ def load_report(uri: str, experiment: str | None = None, sweep_run_id: str | Non
     trials, missing, notes = select_trials(runs, sweep_run)
     _add_per_video(client, trials)
     if not trials:
-        raise AvkdError(f"experiment {exp_name!r}: no FINISHED teacher/student/blind runs for sweep run "
-                        f"{sweep_run.info.run_id}" + (f" ({len(missing)} trials did not finish)" if missing else ""))
+        raise AvkdError(
+            f"experiment {exp_name!r}: no FINISHED teacher/student/blind runs for sweep run "
+            f"{sweep_run.info.run_id}" + (f" ({len(missing)} trials did not finish)" if missing else "")
+        )
     ended = sweep_run.info.end_time if sweep_run.info.status != "RUNNING" else None
-    timing = [r for r in runs if r.data.tags.get(schema.ROLE) == "timing" and r.info.status == "FINISHED"
-              and (ended is None or (r.info.start_time or 0) <= ended)]
+    timing = [
+        r
+        for r in runs
+        if r.data.tags.get(schema.ROLE) == "timing"
+        and r.info.status == "FINISHED"
+        and (ended is None or (r.info.start_time or 0) <= ended)
+    ]
     timing.sort(key=lambda r: r.info.start_time or 0)
     table1 = build_table1(trials, missing, notes, _bootstrap_samples(sweep_run), _tune_note(sweep_run))
     config_text = _config_text(client, sweep_run)  # where the run shown differs from the paper (reports/deviations.py)
@@ -510,9 +587,17 @@ def load_report(uri: str, experiment: str | None = None, sweep_run_id: str | Non
     table2 = build_table2(timing[-1], mt.timing_values(client, timing[-1])) if timing else None
     if table2 is not None:
         add_decoding(table2, table1)
-    return Report(uri=uri, experiment_id=exp_id, experiment_name=exp_name, sweep_run=sweep_run,
-                  sweep_name=sweep_run.data.tags.get(schema.SWEEP) or exp_name, table1=table1, table2=table2,
-                  config_text=config_text, paper=paper)
+    return Report(
+        uri=uri,
+        experiment_id=exp_id,
+        experiment_name=exp_name,
+        sweep_run=sweep_run,
+        sweep_name=sweep_run.data.tags.get(schema.SWEEP) or exp_name,
+        table1=table1,
+        table2=table2,
+        config_text=config_text,
+        paper=paper,
+    )
 
 
 def _resolve_out(out: str | Path) -> Path:
@@ -520,8 +605,14 @@ def _resolve_out(out: str | Path) -> Path:
     return out if out.is_absolute() else mt.REPO_ROOT / out
 
 
-def build_report(uri: str | None = None, experiment: str | None = None, sweep_run_id: str | None = None,
-                 out: str | Path = "reports/out", paper: bool = False, show: bool = True) -> Path:
+def build_report(
+    uri: str | None = None,
+    experiment: str | None = None,
+    sweep_run_id: str | None = None,
+    out: str | Path = "reports/out",
+    paper: bool = False,
+    show: bool = True,
+) -> Path:
     """Write tables, figures and index.html to <out>/<sweep name>/ and return the index.html path.
 
     `show` also prints the tables to the terminal.

@@ -3,6 +3,7 @@
 build.py fills these; render.py and figures.py only read them (build -> render/figures -> model: no
 import circle). No MLflow here beyond the sweep run object the report carries.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -15,9 +16,18 @@ if TYPE_CHECKING:  # the renderers need no MLflow import
     from mlflow.entities import Run
 
 COLUMNS = (*schema.TABLE1_METRICS, schema.SCORE)  # Table I's metric columns, the paper's order
-LABELS = {"bleu_1": "BLEU-1", "bleu_2": "BLEU-2", "bleu_3": "BLEU-3", "bleu_4": "BLEU-4", schema.CIDER: "CIDEr",
-          schema.METEOR: "METEOR", schema.ROUGE_L: "ROUGE-L", schema.SPICE: "SPICE", schema.SCORE: "SCORE",
-          BLEU_TERM: "mean(BLEU-1..4)"}
+LABELS = {
+    "bleu_1": "BLEU-1",
+    "bleu_2": "BLEU-2",
+    "bleu_3": "BLEU-3",
+    "bleu_4": "BLEU-4",
+    schema.CIDER: "CIDEr",
+    schema.METEOR: "METEOR",
+    schema.ROUGE_L: "ROUGE-L",
+    schema.SPICE: "SPICE",
+    schema.SCORE: "SCORE",
+    BLEU_TERM: "mean(BLEU-1..4)",
+}
 assert set(LABELS) == {*COLUMNS, *TERMS}, "a metric without a label"
 UI_URL = "http://127.0.0.1:5000"  # where `make ui` serves the MLflow UI
 
@@ -25,6 +35,7 @@ UI_URL = "http://127.0.0.1:5000"  # where `make ui` serves the MLflow UI
 @dataclass
 class Trial:
     """One teacher/student/blind run."""
+
     run_id: str
     role: str
     loss: str
@@ -45,6 +56,7 @@ class Trial:
 @dataclass
 class Row:
     """One line of Table I: a (role, loss, k) cell, over seeds."""
+
     role: str
     loss: str
     k: float
@@ -111,7 +123,9 @@ class TimingRow:
     extract_reduction: float | None = None  # % vs the teacher
     e2e_reduction: float | None = None
     decode_mean: float | None = None  # decoding s/video, mean over the Table I runs at this k
-    early_exit: dict[float, tuple[float, float]] = field(default_factory=dict)  # threshold -> (decode s/video, SCORE drop %)
+    early_exit: dict[float, tuple[float, float]] = field(
+        default_factory=dict
+    )  # threshold -> (decode s/video, SCORE drop %)
 
     @property
     def label(self) -> str:

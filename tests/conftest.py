@@ -1,4 +1,5 @@
 """Shared fixtures. Everything a test writes goes under pytest's tmp_path (the system temp dir)."""
+
 from __future__ import annotations
 
 import os
@@ -58,8 +59,14 @@ def tiny_config(tiny_corpus, feature_cache_dir):
     base = {
         "name": "tiny-test",
         "dataset": {"kind": "msrvtt", "root": str(tiny_corpus), "min_count": 1, "max_caption_len": 12},
-        "features": {"image_size": 75, "batch_frames": 16, "batch_audio": 4, "workers": 1, "device": "cpu",
-                     "cache_dir": str(feature_cache_dir)},
+        "features": {
+            "image_size": 75,
+            "batch_frames": 16,
+            "batch_audio": 4,
+            "workers": 1,
+            "device": "cpu",
+            "cache_dir": str(feature_cache_dir),
+        },
         "model": {"embed_dim": 32, "hidden": 64, "layers": 2, "dropout": 0.1},
         "training": {"epochs": 2, "batch_size": 32, "lr": 0.005, "patience": 2},
         "distill": {"mlp": {"hidden": [64, 64]}, "rep_epochs": 2},
@@ -89,6 +96,7 @@ def toy_latents():
 @pytest.fixture
 def repo_root() -> Path:
     return REPO
+
 
 # CI (CI=true) replays the same Hypothesis examples on every run, so a red CI is reproducible;
 # developers' runs stay random and keep finding new cases.

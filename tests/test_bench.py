@@ -1,4 +1,5 @@
 """Table II benchmark: per-variant timing on real test clips, result layout, CLI JSON output."""
+
 import json
 from argparse import Namespace
 
@@ -6,7 +7,6 @@ import pytest
 import torch
 import yaml
 
-from avkd.config import parse_sweep
 from avkd.features.bench import cmd_bench, compare_audio_models, measure_throughput, print_table, run_benchmark
 
 
@@ -52,11 +52,27 @@ def test_throughput_measurement(cfg):
 
 
 def test_table_title_names_the_audio_model(capsys):
-    variant = {"k": 1.0, "name": "teacher", "frames_mean": 30.0, "audio_frames_mean": 201.0, "extract_mean_s": 0.5,
-               "extract_std_s": 0.01, "extract_reduction_pct": 0.0, "e2e_mean_s": 0.6, "e2e_std_s": 0.02,
-               "e2e_reduction_pct": 0.0}
-    result = {"videos": 3, "threads": 2, "device": "cpu", "image_size": 128, "audio_model": "cnn10",
-              "weights": {"inception": "random", "cnn10": "pretrained", "fingerprint": "f"}, "variants": [variant]}
+    variant = {
+        "k": 1.0,
+        "name": "teacher",
+        "frames_mean": 30.0,
+        "audio_frames_mean": 201.0,
+        "extract_mean_s": 0.5,
+        "extract_std_s": 0.01,
+        "extract_reduction_pct": 0.0,
+        "e2e_mean_s": 0.6,
+        "e2e_std_s": 0.02,
+        "e2e_reduction_pct": 0.0,
+    }
+    result = {
+        "videos": 3,
+        "threads": 2,
+        "device": "cpu",
+        "image_size": 128,
+        "audio_model": "cnn10",
+        "weights": {"inception": "random", "cnn10": "pretrained", "fingerprint": "f"},
+        "variants": [variant],
+    }
     print_table(result)
     out = " ".join(capsys.readouterr().out.split())
     assert "Inception-v3 + Cnn10" in out and "cnn10=pretrained" in out and "Cnn14" not in out
@@ -65,8 +81,12 @@ def test_table_title_names_the_audio_model(capsys):
 def test_compare_audio_models_times_both_backbones_on_the_same_clips(cfg):
     r = compare_audio_models(cfg, videos=2)
     assert r["threads"] == 1 and r["clips"] >= 1
-    assert [(row["audio_model"], row["k"]) for row in r["rows"]] == [("cnn10", 1.0), ("cnn10", 0.2), ("cnn14", 1.0),
-                                                                     ("cnn14", 0.2)]
+    assert [(row["audio_model"], row["k"]) for row in r["rows"]] == [
+        ("cnn10", 1.0),
+        ("cnn10", 0.2),
+        ("cnn14", 1.0),
+        ("cnn14", 0.2),
+    ]
     assert all(row["mean_s"] > 0 for row in r["rows"])
     params = {row["audio_model"]: row["params_m"] for row in r["rows"]}
     assert params["cnn10"] < params["cnn14"] / 5  # ~6.3 M (1.1 M of them the STFT kernels) vs ~81.8 M

@@ -1,10 +1,10 @@
 """The shared feature cache: a rerun does no forward pass; a killed write is never read as valid."""
+
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from avkd.config import FeatureConfig
 from avkd.data.msrvtt import load_msrvtt
@@ -13,10 +13,10 @@ from avkd.features.cache import FeatureCache, VisualEntry, atomic_savez, read_np
 from avkd.features.extract import extract_variants, get_extractors
 
 
-
 def small_cfg(base: Path) -> FeatureConfig:
-    return FeatureConfig(image_size=75, batch_frames=16, batch_audio=4, workers=2,
-                         cache_dir=str(base / "avkd-feature-cache"))
+    return FeatureConfig(
+        image_size=75, batch_frames=16, batch_audio=4, workers=2, cache_dir=str(base / "avkd-feature-cache")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +34,16 @@ class ForwardCounter:
 
     def __init__(self, ext):
         self.calls = {"inception": 0, "audio_frontend": 0, "audio_body": 0}
-        self.hooks = [ext.inception.register_forward_hook(self._count("inception")),
-                      ext.audio.spectrogram_extractor.register_forward_hook(self._count("audio_frontend")),
-                      ext.audio.conv_block1.register_forward_hook(self._count("audio_body"))]
+        self.hooks = [
+            ext.inception.register_forward_hook(self._count("inception")),
+            ext.audio.spectrogram_extractor.register_forward_hook(self._count("audio_frontend")),
+            ext.audio.conv_block1.register_forward_hook(self._count("audio_body")),
+        ]
 
     def _count(self, name):
         def hook(*_):
             self.calls[name] += 1
+
         return hook
 
     def __enter__(self):
@@ -147,8 +150,12 @@ def test_audio_cache_keys_keep_models_time_pools_and_renorm_apart(tmp_path):
         return FeatureCache(tmp_path, "inc", "aud", 75, 32000, "spectral", **kw).audio_tag
 
     assert tag() == "cnn14-aud-sr32000-spectral"  # unchanged for the defaults: existing caches stay valid
-    tags = {tag(audio_model=m, audio_time_pool=t, simpf_renorm=r)
-            for m in ("cnn10", "cnn14") for t in ("panns", "mean") for r in (False, True)}
+    tags = {
+        tag(audio_model=m, audio_time_pool=t, simpf_renorm=r)
+        for m in ("cnn10", "cnn14")
+        for t in ("panns", "mean")
+        for r in (False, True)
+    }
     assert len(tags) == 8
     assert tag(audio_model="cnn10", audio_time_pool="mean") == "cnn10-aud-sr32000-spectral-tmean"
     with pytest.raises(ValueError, match="unknown audio model 'cnn6'"):

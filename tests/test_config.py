@@ -1,4 +1,5 @@
 """The sweep-file schema: every bad input is one line naming the file and key; good files load."""
+
 from pathlib import Path
 
 import pytest

@@ -1,4 +1,5 @@
 """`python -m avkd data check`: counts per split, problem videos, exit codes."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,9 @@ def test_clean_corpus(corpus):
     report = check_dataset(corpus)
     assert [report["splits"][s]["videos"] for s in ("train", "validate", "test")] == [7, 2, 3]
     assert all(c["captions"] == 20 * c["videos"] for c in report["splits"].values())
-    assert all(c["usable"] == c["videos"] and c["missing_files"] == c["undecodable"] == 0
-               for c in report["splits"].values())
+    assert all(
+        c["usable"] == c["videos"] and c["missing_files"] == c["undecodable"] == 0 for c in report["splits"].values()
+    )
     assert len(report["no_audio"]) == 1 and report["problems"] == []
 
 
@@ -101,8 +103,7 @@ def test_counts_captions_that_needed_normalization_and_split_conflicts(corpus, t
     test = json.loads((root / synth.TEST_FILE).read_text())
     test_vid = test["videos"][0]["video_id"]
     extra = ["he don\u2019t know", "a \ufb01ne cafe\u0301", "\uff21\uff22\uff23 man", "A GARÇON", "мужчина поёт"]
-    train_val["sentences"] += [{"video_id": train_vid, "caption": c, "sen_id": 90_000 + i}
-                               for i, c in enumerate(extra)]
+    train_val["sentences"] += [{"video_id": train_vid, "caption": c, "sen_id": 90_000 + i} for i, c in enumerate(extra)]
     train_val["videos"].append({"video_id": test_vid, "split": "train"})  # a test video declared as train
     (root / synth.TRAIN_VAL_FILE).write_text(json.dumps(train_val))
     report = check_dataset(root)

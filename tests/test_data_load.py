@@ -1,4 +1,5 @@
 """avkd/data/load.py: the one dataset loader (real synthetic corpus on disk, real MSR-VTT reader)."""
+
 import pytest
 
 from avkd.data.load import dataset_root, load_dataset
@@ -8,8 +9,11 @@ from avkd.errors import DataError
 def test_loads_a_real_folder(tiny_config, tiny_corpus, tiny_corpus_params):
     dataset = load_dataset(tiny_config())
     assert dataset.root == tiny_corpus and len(dataset.videos) == tiny_corpus_params["videos"]
-    assert {s: len(dataset.split(s)) > 0 for s in ("train", "validate", "test")} == \
-        {"train": True, "validate": True, "test": True}
+    assert {s: len(dataset.split(s)) > 0 for s in ("train", "validate", "test")} == {
+        "train": True,
+        "validate": True,
+        "test": True,
+    }
     capped = load_dataset(tiny_config(dataset={"max_videos": 1}))  # dataset.max_videos: per split
     assert [len(capped.split(s)) for s in ("train", "validate", "test")] == [1, 1, 1]
 

@@ -1,12 +1,13 @@
 """Greedy and beam-search decoding."""
+
 import itertools
 
 import pytest
 import torch
 
 from avkd.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
-from avkd.models.decoder import CaptionDecoder
 from avkd.models.decode import beam_search, decode, greedy
+from avkd.models.decoder import CaptionDecoder
 
 torch.set_num_threads(1)
 
@@ -61,14 +62,14 @@ def test_wide_beam_finds_the_exact_best_caption(length_penalty):
     dec = make(vocab=6, seed=3)
     words = [4, 5]
     with torch.no_grad():
-        for b in range(5):
+        for _ in range(5):
             latent = torch.randn(1, 6)
             candidates = []
             for n in range(0, 4):
                 for seq in itertools.product(words, repeat=n):
                     ended = n < 3  # after 3 words the caption stops without <eos>
                     length = n + 1 if ended else n
-                    score = sequence_logprob(dec, latent, seq, ended) / (length ** length_penalty)
+                    score = sequence_logprob(dec, latent, seq, ended) / (length**length_penalty)
                     candidates.append((score, list(seq)))
             best = max(candidates, key=lambda c: c[0])[1]
             assert beam_search(dec, latent, beam_size=8, max_len=3, length_penalty=length_penalty)[0] == best

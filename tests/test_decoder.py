@@ -1,4 +1,5 @@
 """CaptionDecoder: shapes, latent conditioning, residual and dropout wiring."""
+
 import torch
 
 from avkd.models.decoder import CaptionDecoder

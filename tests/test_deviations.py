@@ -1,6 +1,7 @@
 """reports/deviations.py: the report's notes on where the run shown differs from the paper, for a
 random-weights demo run, a pretrained run with the paper's settings, and the cases in between; and
 build.py appending them to a real report read from MLflow."""
+
 from __future__ import annotations
 
 import re
@@ -40,8 +41,16 @@ def paper_tags() -> dict:
 
 def test_random_weights_demo_run():
     notes = deviations.deviation_notes(config("sweeps/demo.yaml"), demo_tags(), NO_SPICE)
-    assert topics(notes) == ["data", "backbone weights", "audio model", "image size", "latent size",
-                             "language model size", "student decoder", "SPICE"]
+    assert topics(notes) == [
+        "data",
+        "backbone weights",
+        "audio model",
+        "image size",
+        "latent size",
+        "language model size",
+        "student decoder",
+        "SPICE",
+    ]
     text = dict(zip(topics(notes), notes))
     assert "Inception-v3" in text["backbone weights"] and "Cnn14" in text["backbone weights"]
     assert "inception=random,cnn14=random" in text["backbone weights"]
@@ -58,8 +67,9 @@ def test_same_notes_from_the_runs_mlflow_params():
     cfg = load_sweep(REPO / "sweeps/demo.yaml")
     params = {re.sub(r"[^\w\-. :/]", "_", k): str(v) for k, v in cfg.flat().items()}
     text = "\n".join(f"{k}: {v}" for k, v in sorted(params.items()))
-    assert deviations.deviation_notes(deviations.parse_config(text), demo_tags(), NO_SPICE) == \
-        deviations.deviation_notes(cfg.to_dict(), demo_tags(), NO_SPICE)
+    assert deviations.deviation_notes(
+        deviations.parse_config(text), demo_tags(), NO_SPICE
+    ) == deviations.deviation_notes(cfg.to_dict(), demo_tags(), NO_SPICE)
 
 
 def test_pretrained_paper_config_lists_no_weights_deviation():
@@ -70,8 +80,9 @@ def test_pretrained_paper_config_lists_no_weights_deviation():
 
 
 def test_pretrained_weights_with_demo_settings():
-    notes = deviations.deviation_notes(config("sweeps/demo.yaml"), schema.weights_tags(
-        {"inception": "pretrained", "cnn14": "pretrained"}), WITH_SPICE)
+    notes = deviations.deviation_notes(
+        config("sweeps/demo.yaml"), schema.weights_tags({"inception": "pretrained", "cnn14": "pretrained"}), WITH_SPICE
+    )
     assert "backbone weights" not in topics(notes) and "SPICE" not in topics(notes)
     assert "audio model" in topics(notes)
 
@@ -85,8 +96,9 @@ def test_mixed_weights_name_the_random_backbone_only():
 
 
 def test_feature_options_and_the_scratch_ablation():
-    c = config("sweeps/paper.yaml", features__simpf_renorm=True, features__max_frames=16,
-               features__audio_time_pool="panns")
+    c = config(
+        "sweeps/paper.yaml", features__simpf_renorm=True, features__max_frames=16, features__audio_time_pool="panns"
+    )
     c["grid"]["losses"] = ["rep+ce", "rep+ce-scratch"]
     notes = deviations.deviation_notes(c, paper_tags(), WITH_SPICE)
     text = dict(zip(topics(notes), notes))
@@ -105,14 +117,22 @@ def test_report_built_from_mlflow_carries_the_notes(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     exp = mt.ensure_experiment(uri, "demo")
     cfg = load_sweep(REPO / "sweeps/demo.yaml")
-    with mt.RunLogger(uri, exp, "sweep-demo", {schema.ROLE: "sweep", schema.SWEEP: "demo", **demo_tags()},
-                      cfg.flat()) as sweep:
+    with mt.RunLogger(
+        uri, exp, "sweep-demo", {schema.ROLE: "sweep", schema.SWEEP: "demo", **demo_tags()}, cfg.flat()
+    ) as sweep:
         sweep.log_dict(cfg.to_dict(), schema.ARTIFACT_CONFIG)
-        tags = {schema.ROLE: "teacher", schema.LOSS: "ce", schema.K: "1", schema.SEED: "0", schema.SWEEP: "demo",
-                schema.CONFIG_HASH: "t0"}
+        tags = {
+            schema.ROLE: "teacher",
+            schema.LOSS: "ce",
+            schema.K: "1",
+            schema.SEED: "0",
+            schema.SWEEP: "demo",
+            schema.CONFIG_HASH: "t0",
+        }
         with mt.RunLogger(uri, exp, "teacher-s0", tags, parent_run_id=sweep.run_id) as run:
-            run.log_metrics({f"test/{m}": 0.5 for m in ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l",
-                                                          "cider")})
+            run.log_metrics(
+                {f"test/{m}": 0.5 for m in ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider")}
+            )
     report = build.load_report(uri, "demo")
     assert report.table1.notes[-8:] == deviations.deviation_notes(cfg.to_dict(), demo_tags(), NO_SPICE)
     assert sum(n.startswith(deviations.PREFIX) for n in report.table1.notes) == 8

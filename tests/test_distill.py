@@ -1,18 +1,19 @@
 """The distillation MLP and which parameters each student stage trains."""
+
 import numpy as np
 import pytest
 import torch
 
+from avkd import methods
 from avkd.config import LossTerm, parse_sweep
 from avkd.data.vocab import Vocabulary
 from avkd.evaluation.metrics import ValidationScorer
+from avkd.models.captioner import Captioner
 from avkd.models.decoder import CaptionDecoder
 from avkd.models.distill import DistillMLP
-from avkd.training.losses import build_objective
-from avkd import methods
-from avkd.models.captioner import Captioner
 from avkd.training.data import TrialData
 from avkd.training.loop import Fit, fit_stage, mapper_outputs, pair_outputs, set_trainable
+from avkd.training.losses import build_objective
 
 torch.set_num_threads(1)
 CE = build_objective([LossTerm("ce", 1.0)])
@@ -112,8 +113,14 @@ def stage_setup():
     val_ids = [f"v{i}" for i in range(4)]
     scorer = ValidationScorer({v: ["a red ball", "a blue cup"] for v in val_ids})
     data = TrialData(train, val, val, rows, seqs, val_ids, torch.randn(8, 12), torch.randn(4, 12))
-    cfg = parse_sweep({"name": "t", "training": {"epochs": 2, "batch_size": 4, "patience": 5},
-                       "distill": {"rep_epochs": 2}, "decoding": {"max_len": 4}})
+    cfg = parse_sweep(
+        {
+            "name": "t",
+            "training": {"epochs": 2, "batch_size": 4, "patience": 5},
+            "distill": {"rep_epochs": 2},
+            "decoding": {"max_len": 4},
+        }
+    )
     return vocab, data, scorer, cfg
 
 

@@ -1,4 +1,5 @@
 """`python -m avkd evaluate`: metrics table + JSON, and one-line errors for bad files."""
+
 import json
 import os
 import subprocess
@@ -16,7 +17,10 @@ SENTENCES = [
     {"video_id": "video2", "caption": "a dog runs in the park", "sen_id": 2},
     {"video_id": "video2", "caption": "the brown dog is running", "sen_id": 3},
 ]
-PREDS = [{"video_id": "video1", "caption": "a man plays a guitar"}, {"video_id": "video2", "caption": "a dog is running"}]
+PREDS = [
+    {"video_id": "video1", "caption": "a man plays a guitar"},
+    {"video_id": "video2", "caption": "a dog is running"},
+]
 
 
 def write(path, data):
@@ -26,8 +30,9 @@ def write(path, data):
 
 @pytest.fixture
 def files(tmp_path):
-    refs = write(tmp_path / "refs.json", {"videos": [{"video_id": "video1"}, {"video_id": "video2"}],
-                                           "sentences": SENTENCES})
+    refs = write(
+        tmp_path / "refs.json", {"videos": [{"video_id": "video1"}, {"video_id": "video2"}], "sentences": SENTENCES}
+    )
     preds = write(tmp_path / "preds.json", PREDS)
     return tmp_path, refs, preds
 
@@ -41,8 +46,18 @@ def test_evaluate_prints_table_and_writes_json(files, capsys, monkeypatch):
     assert "cider" in printed and "SCORE = mean of bleu, meteor, rouge_l, cider" in printed
     assert "SPICE not available" in printed
     result = json.loads(out.read_text())
-    assert list(result) == ["bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider", "spice",
-                            "score", "score_metrics"]
+    assert list(result) == [
+        "bleu_1",
+        "bleu_2",
+        "bleu_3",
+        "bleu_4",
+        "meteor",
+        "rouge_l",
+        "cider",
+        "spice",
+        "score",
+        "score_metrics",
+    ]
     assert result["spice"] is None
     assert result["score_metrics"] == ["bleu", "meteor", "rouge_l", "cider"]
     bleu = sum(result[f"bleu_{n}"] for n in range(1, 5)) / 4
@@ -52,8 +67,13 @@ def test_evaluate_prints_table_and_writes_json(files, capsys, monkeypatch):
 
 def test_exact_predictions_give_bleu_one(files, tmp_path):
     _, refs, _ = files
-    preds = write(tmp_path / "exact.json", [{"video_id": "video1", "caption": "A man is playing a guitar."},
-                                            {"video_id": "video2", "caption": "a dog runs in the park"}])
+    preds = write(
+        tmp_path / "exact.json",
+        [
+            {"video_id": "video1", "caption": "A man is playing a guitar."},
+            {"video_id": "video2", "caption": "a dog runs in the park"},
+        ],
+    )
     out = tmp_path / "m.json"
     assert main(["evaluate", "--refs", refs, "--preds", preds, "--json", str(out)]) == 0
     assert json.loads(out.read_text())["bleu_4"] == pytest.approx(1.0, abs=1e-6)
@@ -104,7 +124,13 @@ def test_real_entry_point_exit_code(files):
     tmp, refs, _ = files
     preds = write(tmp / "dup.json", PREDS + [PREDS[1]])
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "avkd", "evaluate", "--refs", refs, "--preds", preds],
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "avkd", "evaluate", "--refs", refs, "--preds", preds],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: {preds}: duplicate prediction for video 'video2' (entry [2])"]

@@ -1,5 +1,6 @@
 """PANNs Cnn10 / Cnn14 split around the SimPF pooling: same embedding as the model's own forward,
 embedding sizes, the time-mean option, length limits, checkpoint layout, no ~ writes."""
+
 import logging
 import math
 import os
@@ -75,8 +76,13 @@ def test_a_panns_format_cnn10_checkpoint_loads(tmp_path, monkeypatch):
     path = tmp_path / "home" / "panns_data" / "Cnn10_mAP=0.380.pth"
     path.parent.mkdir(parents=True)
     torch.save({"model": src.state_dict(), "iteration": 10}, path)
-    model, status, fp = W.prepare("cnn10", lambda: A.new_audio_model("cnn10"), WeightsConfig(require_pretrained=True),
-                                  tmp_path / "unused.pt", calibrate=lambda m: pytest.fail("no calibration"))
+    model, status, fp = W.prepare(
+        "cnn10",
+        lambda: A.new_audio_model("cnn10"),
+        WeightsConfig(require_pretrained=True),
+        tmp_path / "unused.pt",
+        calibrate=lambda m: pytest.fail("no calibration"),
+    )
     assert status == "pretrained" and fp == W.state_fingerprint(src.state_dict())
     waves = 0.1 * torch.randn(1, 32000)
     torch.testing.assert_close(model(waves)["embedding"], src(waves)["embedding"])
@@ -84,8 +90,13 @@ def test_a_panns_format_cnn10_checkpoint_loads(tmp_path, monkeypatch):
     path.unlink()
     torch.save({"model": A.new_audio_model("cnn14").state_dict()}, path)
     with pytest.raises(WeightsError, match=r"Cnn10_mAP=0\.380\.pth: does not match the model \(size mismatch for fc1"):
-        W.prepare("cnn10", lambda: A.new_audio_model("cnn10"), WeightsConfig(), tmp_path / "unused.pt",
-                  calibrate=lambda m: None)
+        W.prepare(
+            "cnn10",
+            lambda: A.new_audio_model("cnn10"),
+            WeightsConfig(),
+            tmp_path / "unused.pt",
+            calibrate=lambda m: None,
+        )
 
 
 @torch.inference_mode()
@@ -133,8 +144,9 @@ def test_pooled_inputs_lengths(model, pool, caplog):
     assert [x.shape[-2] for x in xs] == [201, math.ceil(0.6 * 201), math.ceil(0.2 * 201), least]
     assert "clipA" in caplog.text  # the too-short k=0.05 input (11 frames) is reported, naming the clip
     embs = A.embed_inputs(model, xs, batch=8)
-    assert all(e.shape == (A.BACKBONES[type(model).__name__.lower()].embed_dim,) and torch.isfinite(e).all()
-               for e in embs)
+    assert all(
+        e.shape == (A.BACKBONES[type(model).__name__.lower()].embed_dim,) and torch.isfinite(e).all() for e in embs
+    )
 
 
 @torch.inference_mode()
@@ -166,8 +178,10 @@ def test_import_runs_no_download_and_writes_nothing_under_home(tmp_path):
     home.mkdir()
     env = {**os.environ, "HOME": str(home)}
     env.pop("MPLCONFIGDIR", None)
-    code = ("import sys; from avkd.features.audio import new_audio_model; "
-            "assert [type(new_audio_model(n)).__name__ for n in ('cnn10', 'cnn14')] == ['Cnn10', 'Cnn14']; "
-            "assert 'panns_inference.inference' not in sys.modules")
+    code = (
+        "import sys; from avkd.features.audio import new_audio_model; "
+        "assert [type(new_audio_model(n)).__name__ for n in ('cnn10', 'cnn14')] == ['Cnn10', 'Cnn14']; "
+        "assert 'panns_inference.inference' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
     assert list(home.rglob("*")) == []  # no ~/panns_data, no ~/.cache/matplotlib

@@ -1,11 +1,10 @@
 """Extraction end to end on real MP4 files: tables per k, frame reuse, bad inputs recorded, not fatal."""
-import dataclasses
+
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from avkd.config import FeatureConfig
 from avkd.data.msrvtt import Dataset, Video, load_msrvtt
@@ -15,11 +14,11 @@ from avkd.features.extract import LatentTable, extract_variants, get_extractors
 from avkd.features.sampling import frame_indices
 
 
-
 def small_cfg(base: Path, **kw) -> FeatureConfig:
     # One weights/cache folder per test session: every test file reuses the same extractors.
-    return FeatureConfig(image_size=75, batch_frames=16, batch_audio=4, workers=2,
-                         cache_dir=str(base / "avkd-feature-cache"), **kw)
+    return FeatureConfig(
+        image_size=75, batch_frames=16, batch_audio=4, workers=2, cache_dir=str(base / "avkd-feature-cache"), **kw
+    )
 
 
 @pytest.fixture(scope="module")
@@ -116,21 +115,36 @@ def test_cnn10_with_time_mean_gives_512d_audio_beside_cnn14_in_one_cache(corpus,
         assert set(t.weights) == {"inception", "cnn10", "fingerprint"} and t.weights["cnn10"] == "random"
         # same Inception features (other batch compositions: equal up to float16 storage rounding)
         np.testing.assert_allclose(t.visual, tables14[k].visual[:4], rtol=2e-3, atol=1e-4)
-    tags = {FeatureCache.for_config(fcfg14.cache_dir, ext.fingerprints, fcfg14).audio_tag,
-            FeatureCache.for_config(fcfg.cache_dir, ext10.fingerprints, fcfg).audio_tag}
+    tags = {
+        FeatureCache.for_config(fcfg14.cache_dir, ext.fingerprints, fcfg14).audio_tag,
+        FeatureCache.for_config(fcfg.cache_dir, ext10.fingerprints, fcfg).audio_tag,
+    }
     assert {p.name for p in (Path(fcfg.cache_dir) / "audio").iterdir()} >= tags and len(tags) == 2
     again = extract_variants(corpus, fcfg14, [0.2], video_ids=ids, progress=False, extractors=ext)
     np.testing.assert_array_equal(again[0.2].audio, tables14[0.2].audio[:4])
 
 
 def test_latent_table_roundtrip(tmp_path):
-    t = LatentTable(k=0.2, pool="spectral", video_ids=["a", "b"], audio=np.ones((2, 2048), np.float32),
-                    visual=np.zeros((2, 2048), np.float32), no_audio=["b"],
-                    errors=[{"video_id": "c", "path": "/x/c.mp4", "reason": "empty file (0 bytes)"}],
-                    weights={"inception": "random", "cnn14": "pretrained", "fingerprint": "ab-cd"})
+    t = LatentTable(
+        k=0.2,
+        pool="spectral",
+        video_ids=["a", "b"],
+        audio=np.ones((2, 2048), np.float32),
+        visual=np.zeros((2, 2048), np.float32),
+        no_audio=["b"],
+        errors=[{"video_id": "c", "path": "/x/c.mp4", "reason": "empty file (0 bytes)"}],
+        weights={"inception": "random", "cnn14": "pretrained", "fingerprint": "ab-cd"},
+    )
     t.save(tmp_path / "t.npz")
     u = LatentTable.load(tmp_path / "t.npz")
-    assert (u.k, u.pool, u.video_ids, u.no_audio, u.errors, u.weights) == (t.k, t.pool, t.video_ids, t.no_audio, t.errors, t.weights)
+    assert (u.k, u.pool, u.video_ids, u.no_audio, u.errors, u.weights) == (
+        t.k,
+        t.pool,
+        t.video_ids,
+        t.no_audio,
+        t.errors,
+        t.weights,
+    )
     np.testing.assert_array_equal(u.audio, t.audio)
     assert not list(tmp_path.glob("*.tmp"))
 
@@ -145,8 +159,12 @@ def test_bad_inputs_are_recorded_and_the_batch_goes_on(corpus, ext, tmp_path):
     (files / "truncated.mp4").write_bytes(blob[: len(blob) // 2])
     rng = np.random.default_rng(0)
     write_mp4(files / "silent.mp4", rng.integers(0, 255, (12, 48, 64, 3), dtype=np.uint8), 10)  # no audio stream
-    write_mp4(files / "one_frame.mp4", rng.integers(0, 255, (1, 32, 32, 3), dtype=np.uint8), 10,
-              audio=0.1 * rng.standard_normal((1, 3200)).astype(np.float32))
+    write_mp4(
+        files / "one_frame.mp4",
+        rng.integers(0, 255, (1, 32, 32, 3), dtype=np.uint8),
+        10,
+        audio=0.1 * rng.standard_normal((1, 3200)).astype(np.float32),
+    )
     write_mp4(files / "small.mp4", rng.integers(0, 255, (6, 32, 32, 3), dtype=np.uint8), 10)  # upsampled
     write_mp4(files / "pixels2.mp4", rng.integers(0, 255, (4, 2, 2, 3), dtype=np.uint8), 10)  # decord cannot: PyAV
     write_mp4(files / "wide.mp4", np.full((2, 16, 4128, 3), 90, np.uint8), 10)
@@ -154,8 +172,9 @@ def test_bad_inputs_are_recorded_and_the_batch_goes_on(corpus, ext, tmp_path):
     videos = {n: Video(n, "test", files / f"{n}.mp4", ["a caption"], [["a", "caption"]]) for n in names}
     videos[good.video_id] = good
     ds = Dataset(root=tmp_path, videos=videos)
-    tables = extract_variants(ds, small_cfg(tmp_path), [0.5], video_ids=[good.video_id, *names],
-                              progress=False, extractors=ext)
+    tables = extract_variants(
+        ds, small_cfg(tmp_path), [0.5], video_ids=[good.video_id, *names], progress=False, extractors=ext
+    )
     t = tables[0.5]
     assert t.video_ids == [good.video_id, "silent", "one_frame", "small", "pixels2"]
     assert t.no_audio == ["silent", "small", "pixels2"]  # written without an audio stream

@@ -1,4 +1,5 @@
 """Sharded extraction on a real local Ray (2 CPUs): the same tables as in one process, errors reported."""
+
 from __future__ import annotations
 
 import os
@@ -63,8 +64,10 @@ def test_sharded_equals_unsharded(dataset, tmp_path):
     driver_ext = get_extractors(dataset, sharded_cfg)
     assert driver_ext.fingerprints == ext.fingerprints
     forwards = []
-    hooks = [driver_ext.inception.register_forward_hook(lambda *a: forwards.append("inception")),
-             driver_ext.audio.conv_block1.register_forward_hook(lambda *a: forwards.append("cnn14"))]
+    hooks = [
+        driver_ext.inception.register_forward_hook(lambda *a: forwards.append("inception")),
+        driver_ext.audio.conv_block1.register_forward_hook(lambda *a: forwards.append("cnn14")),
+    ]
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
     try:

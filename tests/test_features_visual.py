@@ -1,10 +1,10 @@
 """Inception-v3 frame features: 2048-d, resize + ImageNet normalisation, independent of batching."""
+
 import numpy as np
 import torch
 
 from avkd.features import visual as V
 from avkd.features.weights import reestimate_bn, seeded
-
 
 
 def test_resize_and_normalize():

@@ -1,4 +1,5 @@
 """Extractor weights: local checkpoints only (weights_only), seeded random fallback, clear errors."""
+
 import pytest
 import torch
 import torch.nn as nn
@@ -8,7 +9,6 @@ from avkd.config import WeightsConfig
 from avkd.errors import WeightsError
 from avkd.features import weights as W
 from avkd.features.visual import new_inception
-
 
 
 @pytest.fixture(autouse=True)
@@ -54,8 +54,13 @@ def test_torchvision_checkpoint_with_aux_logits_loads_weights_only(tmp_path):
     torch.save(state, path)
     loaded = W.load_checkpoint(path)
     assert not any(k.startswith("AuxLogits.") for k in loaded)
-    model, status, fp = W.prepare("inception", new_inception, WeightsConfig(require_pretrained=True),
-                                  tmp_path / "unused.pt", calibrate=lambda m: pytest.fail("no calibration"))
+    model, status, fp = W.prepare(
+        "inception",
+        new_inception,
+        WeightsConfig(require_pretrained=True),
+        tmp_path / "unused.pt",
+        calibrate=lambda m: pytest.fail("no calibration"),
+    )
     assert status == "pretrained"
     assert torch.equal(model.Conv2d_1a_3x3.conv.weight, state["Conv2d_1a_3x3.conv.weight"])
     assert isinstance(model.fc, nn.Identity) and not model.training

@@ -4,6 +4,7 @@ the core does not reach into tracking or reporting.
 Every import counts, wherever it stands: at the top, inside a function (a "lazy" import still ties
 the two modules together) and under `if TYPE_CHECKING:` (a circle of types is still a circle of design).
 """
+
 from __future__ import annotations
 
 import ast
@@ -12,8 +13,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("avkd", "trackers", "reports")
 # The core computes; only orchestration (avkd/sweep, the CLI) talks to MLflow or builds reports.
-CORE = ("avkd.data", "avkd.features", "avkd.models", "avkd.training", "avkd.methods", "avkd.evaluation", "avkd.config",
-        "avkd.errors", "avkd.runtime")
+CORE = (
+    "avkd.data",
+    "avkd.features",
+    "avkd.models",
+    "avkd.training",
+    "avkd.methods",
+    "avkd.evaluation",
+    "avkd.config",
+    "avkd.errors",
+    "avkd.runtime",
+)
 CORE_MAY_IMPORT = ("trackers", "trackers.schema")  # the names of the MLflow schema, nothing that logs
 # Known exceptions, each with who removes it; the tests fail when one is no longer true, so the list
 # only shrinks.
@@ -27,8 +37,12 @@ def module_name(path: Path) -> str:
 
 
 def project_modules() -> dict[str, Path]:
-    return {module_name(p): p for pkg in PACKAGES for p in sorted((REPO / pkg).rglob("*.py"))
-            if "out" not in p.relative_to(REPO).parts}
+    return {
+        module_name(p): p
+        for pkg in PACKAGES
+        for p in sorted((REPO / pkg).rglob("*.py"))
+        if "out" not in p.relative_to(REPO).parts
+    }
 
 
 def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
@@ -118,7 +132,12 @@ def test_no_import_circles():
 
 def test_core_does_not_import_tracking_or_reports():
     graph = import_graph()
-    found = {(module, target) for module, targets in graph.items() if module.startswith(CORE)
-             for target in targets if target.startswith(("trackers", "reports")) and target not in CORE_MAY_IMPORT}
+    found = {
+        (module, target)
+        for module, targets in graph.items()
+        if module.startswith(CORE)
+        for target in targets
+        if target.startswith(("trackers", "reports")) and target not in CORE_MAY_IMPORT
+    }
     assert not sorted(found - KNOWN_CORE_IMPORTS), "core modules importing trackers/reports beyond trackers.schema"
     assert not sorted(KNOWN_CORE_IMPORTS - found), "fixed: remove them from KNOWN_CORE_IMPORTS"

@@ -1,4 +1,5 @@
 """Table I's statistics (avkd/evaluation/score.py) against values computed by hand on small fixed inputs."""
+
 from __future__ import annotations
 
 import math
@@ -18,7 +19,9 @@ def test_t_interval_matches_hand_computed_values():
     # n = 2: s = sqrt(2), t_{0.975, 1} = 12.706205 -> half-width 12.706205 * sqrt(2) / sqrt(2)
     assert S.t_interval([1.0, 3.0]).half_width == pytest.approx(12.706205, abs=1e-6)
     # 90 %: t_{0.95, 4} = 2.131847; values 0..4: s = sqrt(2.5)
-    assert S.t_interval([0, 1, 2, 3, 4], 0.90).half_width == pytest.approx(2.131847 * math.sqrt(2.5) / math.sqrt(5), abs=1e-6)
+    assert S.t_interval([0, 1, 2, 3, 4], 0.90).half_width == pytest.approx(
+        2.131847 * math.sqrt(2.5) / math.sqrt(5), abs=1e-6
+    )
 
 
 def test_t_interval_with_one_or_no_value_has_no_interval():
@@ -82,8 +85,10 @@ def test_bootstrap_pairs_seeds_and_common_videos_only():
 
 def test_summarize_rows_intervals_diff_and_attributes():
     def trial(row, seed, scale, attrs=True):
-        per_video = {v: {"bleu_1": x, "bleu_2": x, "bleu_3": x, "bleu_4": x, "meteor": x, "rouge_l": x,
-                         "cider": x} for v, x in (("a", 0.4 * scale), ("b", 0.6 * scale))}
+        per_video = {
+            v: {"bleu_1": x, "bleu_2": x, "bleu_3": x, "bleu_4": x, "meteor": x, "rouge_l": x, "cider": x}
+            for v, x in (("a", 0.4 * scale), ("b", 0.6 * scale))
+        }
         metrics = {m: 0.5 * scale for m in ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider")}
         if attrs:
             metrics["attr/audio"] = 0.5 + 0.1 * int(seed)

@@ -1,4 +1,5 @@
 """The loss registry: values, weighting, unknown names, and extension by a new entry."""
+
 import math
 
 import pytest
@@ -43,7 +44,9 @@ def test_objective_is_weighted_sum_and_reports_each_term():
 
 def test_objective_gradient_flows_to_inputs():
     mapped = torch.zeros(2, 3, requires_grad=True)
-    total, _ = build_objective([LossTerm("rep_l1", 2.0)])({"student_mapped": mapped, "teacher_latent": torch.ones(2, 3)})
+    total, _ = build_objective([LossTerm("rep_l1", 2.0)])(
+        {"student_mapped": mapped, "teacher_latent": torch.ones(2, 3)}
+    )
     total.backward()
     assert torch.allclose(mapped.grad, torch.full((2, 3), -2.0 / 6))
 
@@ -74,19 +77,28 @@ def test_new_loss_is_a_registry_entry(monkeypatch):
 
     monkeypatch.setitem(losses.LOSSES, "rep_cos", losses.Loss(cosine, frozenset({"student_mapped", "teacher_latent"})))
     total, parts = build_objective([LossTerm("rep_cos", 1.0)])(
-        {"student_mapped": torch.tensor([[1.0, 0.0]]), "teacher_latent": torch.tensor([[0.0, 2.0]])})
+        {"student_mapped": torch.tensor([[1.0, 0.0]]), "teacher_latent": torch.tensor([[0.0, 2.0]])}
+    )
     assert parts == {"rep_cos": pytest.approx(1.0)}
 
 
 def test_every_term_declares_what_it_reads():
     """A term's declared inputs are exactly what it needs: feeding only those works, dropping any fails."""
     torch.manual_seed(0)
-    full = {"logits": torch.randn(2, 3, 5), "targets": torch.tensor([[4, 2, PAD_ID], [3, 4, 2]]),
-            "exit_logits": torch.randn(2, 2, 3, 5), "student_mapped": torch.randn(2, 4),
-            "teacher_latent": torch.randn(2, 4), "student_audio": torch.randn(2, 4), "student_visual": torch.randn(2, 4),
-            "temperature": torch.tensor(2.0), "teacher_logits": torch.randn(2, 3, 5),
-            "mentor_logits": torch.randn(2, 3, 5), "aggregate_logits": torch.randn(2, 2, 3, 5),
-            "aggregate_log_weights": torch.log(torch.tensor([0.3, 0.7]))}
+    full = {
+        "logits": torch.randn(2, 3, 5),
+        "targets": torch.tensor([[4, 2, PAD_ID], [3, 4, 2]]),
+        "exit_logits": torch.randn(2, 2, 3, 5),
+        "student_mapped": torch.randn(2, 4),
+        "teacher_latent": torch.randn(2, 4),
+        "student_audio": torch.randn(2, 4),
+        "student_visual": torch.randn(2, 4),
+        "temperature": torch.tensor(2.0),
+        "teacher_logits": torch.randn(2, 3, 5),
+        "mentor_logits": torch.randn(2, 3, 5),
+        "aggregate_logits": torch.randn(2, 2, 3, 5),
+        "aggregate_log_weights": torch.log(torch.tensor([0.3, 0.7])),
+    }
     for name, loss in LOSSES.items():
         fed = {k: full[k] for k in loss.inputs}
         assert torch.isfinite(loss(fed)), name
@@ -97,11 +109,20 @@ def test_every_term_declares_what_it_reads():
 
 def test_check_terms_names_the_term_and_the_missing_tensor():
     with pytest.raises(ConfigError) as err:
-        losses.check_terms([LossTerm("ce"), LossTerm("kd_mentor", 0.5)], {"logits", "targets", "temperature"},
-                           "distill.losses.rep+ce", "stage 'joint' of rep+ce")
+        losses.check_terms(
+            [LossTerm("ce"), LossTerm("kd_mentor", 0.5)],
+            {"logits", "targets", "temperature"},
+            "distill.losses.rep+ce",
+            "stage 'joint' of rep+ce",
+        )
     msg = str(err.value)
-    assert msg.startswith("distill.losses.rep+ce[1]: loss 'kd_mentor' reads mentor_logits, which stage 'joint' of "
-                          "rep+ce does not produce") and "\n" not in msg
+    assert (
+        msg.startswith(
+            "distill.losses.rep+ce[1]: loss 'kd_mentor' reads mentor_logits, which stage 'joint' of "
+            "rep+ce does not produce"
+        )
+        and "\n" not in msg
+    )
     with pytest.raises(ConfigError, match=r"distill.losses.x\[0\].name: unknown loss 'nope'"):
         losses.check_terms([LossTerm("nope")], {"logits"}, "distill.losses.x")
     losses.check_terms([LossTerm("ce")], {"logits", "targets"}, "distill.losses.x")  # fed: no error

@@ -1,4 +1,5 @@
 """Decoding with decord on real small MP4 files written in the test: normal, no audio, broken files."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -111,7 +112,7 @@ def test_audio_length_and_rate(clips):
     audio, _ = read_audio(clips["normal"], sample_rate=16000)
     assert abs(len(audio) - 16000 * N_FRAMES / FPS) < 0.05 * 16000  # AAC adds a few ms of padding
     fixed, _ = read_audio(clips["normal"], duration_s=3.0)
-    assert len(fixed) == 3 * SAMPLE_RATE and np.all(fixed[-SAMPLE_RATE // 2:] == 0)  # padded past 2.4 s
+    assert len(fixed) == 3 * SAMPLE_RATE and np.all(fixed[-SAMPLE_RATE // 2 :] == 0)  # padded past 2.4 s
     short, _ = read_audio(clips["normal"], duration_s=1.0)
     np.testing.assert_array_equal(short, read_audio(clips["normal"])[0][:SAMPLE_RATE])
 
@@ -127,12 +128,15 @@ def test_faststart_file_decodes(clips):
     assert probe(clips["faststart"]).num_frames == N_FRAMES
 
 
-@pytest.mark.parametrize("name, reason", [
-    ("truncated", r"not a readable video \(Invalid data"),
-    ("truncated_faststart", r"truncated or corrupt"),
-    ("zero", r"empty file \(0 bytes\)"),
-    ("text", r"not a readable video \(Invalid data"),
-])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("truncated", r"not a readable video \(Invalid data"),
+        ("truncated_faststart", r"truncated or corrupt"),
+        ("zero", r"empty file \(0 bytes\)"),
+        ("text", r"not a readable video \(Invalid data"),
+    ],
+)
 def test_broken_files_raise_media_error(clips, name, reason):
     path = clips[name]
     for call in (lambda: probe(path), lambda: read_frames(path, list(range(N_FRAMES)))):
@@ -163,6 +167,7 @@ def test_missing_file(tmp_path):
 
 # ---- decode_clip / OpenClip: one open per video ------------------------------------------------------
 
+
 def test_decode_clip_matches_the_separate_calls(clips):
     from avkd.data.media import decode_clip
 
@@ -184,12 +189,15 @@ def test_decode_clip_without_audio_gives_silence_and_flag(clips):
     np.testing.assert_allclose(clip.frames.reshape(N_FRAMES, -1).mean(1), 10 * np.arange(N_FRAMES), atol=3)
 
 
-@pytest.mark.parametrize("name, reason", [
-    ("truncated", r"not a readable video \(Invalid data"),
-    ("truncated_faststart", r"truncated or corrupt"),
-    ("zero", r"empty file \(0 bytes\)"),
-    ("text", r"not a readable video \(Invalid data"),
-])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("truncated", r"not a readable video \(Invalid data"),
+        ("truncated_faststart", r"truncated or corrupt"),
+        ("zero", r"empty file \(0 bytes\)"),
+        ("text", r"not a readable video \(Invalid data"),
+    ],
+)
 def test_decode_clip_broken_files(clips, name, reason):
     from avkd.data.media import decode_clip
 

@@ -1,6 +1,7 @@
 """Distillation methods (fused_to_modal, multi_teacher, multi_stage) and early exit: losses on
 hand-made tensors (each method's default against a hand-computed value), which parameters each
 trains, the aggregation unit, exit heads and thresholds, load-time checks and trial identities."""
+
 import dataclasses
 import json
 import math
@@ -39,10 +40,16 @@ def softmax(xs, t=1.0):
 
 # ---- loss values on hand-made tensors ------------------------------------------------------------------
 
+
 def test_modal_kl_and_l1_values():
     teacher = torch.tensor([[1.0, 0.0, -1.0]])
     audio, visual = torch.tensor([[0.0, 0.0, 0.0]]), torch.tensor([[2.0, 1.0, 0.0]])
-    out = {"student_audio": audio, "student_visual": visual, "teacher_latent": teacher, "temperature": torch.tensor(2.0)}
+    out = {
+        "student_audio": audio,
+        "student_visual": visual,
+        "teacher_latent": teacher,
+        "temperature": torch.tensor(2.0),
+    }
     p = softmax([1.0, 0.0, -1.0], 2.0)
     plain = kl(p, softmax([0, 0, 0], 2.0)) + kl(p, softmax([2.0, 1.0, 0.0], 2.0))
     assert float(LOSSES["modal_kl"](out)) == pytest.approx(plain, rel=1e-5)  # the released form: no T^2
@@ -57,8 +64,13 @@ def word_outputs():
     teacher = torch.tensor([[[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]])
     mentor = torch.tensor([[[3.0, 0.0, 0.0], [5.0, 5.0, 5.0]]])
     targets = torch.tensor([[1, PAD_ID]])  # the second position is padding: it must not count
-    return {"logits": student, "teacher_logits": teacher, "mentor_logits": mentor, "targets": targets,
-            "temperature": torch.tensor(2.0)}
+    return {
+        "logits": student,
+        "teacher_logits": teacher,
+        "mentor_logits": mentor,
+        "targets": targets,
+        "temperature": torch.tensor(2.0),
+    }
 
 
 def test_kd_teacher_and_mentor_ignore_padding():
@@ -89,8 +101,11 @@ def test_aggregate_gradients_go_where_intended():
     out = word_outputs()
     student = out["logits"].clone().requires_grad_(True)
     unit = AggregationUnit(["teacher", "mentor"])
-    out.update(logits=student, aggregate_logits=torch.stack([out["teacher_logits"], out["mentor_logits"]]),
-               aggregate_log_weights=unit.log_weights())
+    out.update(
+        logits=student,
+        aggregate_logits=torch.stack([out["teacher_logits"], out["mentor_logits"]]),
+        aggregate_log_weights=unit.log_weights(),
+    )
     LOSSES["kd_aggregate"](out).backward(retain_graph=True)
     assert student.grad.abs().sum() > 0 and unit.logits.grad is None  # the target's weights are fixed here
     student.grad = None
@@ -109,6 +124,7 @@ def test_exit_ce_is_the_mean_caption_loss_of_the_exits():
 
 # ---- the aggregation unit ------------------------------------------------------------------------------
 
+
 def test_aggregation_weights_are_normalised_learnable_and_follow_the_better_guide():
     unit = AggregationUnit(["teacher", "mentor"], init=[0.25, 0.5])
     assert unit.named_weights() == pytest.approx({"teacher": 1 / 3, "mentor": 2 / 3})
@@ -120,8 +136,13 @@ def test_aggregation_weights_are_normalised_learnable_and_follow_the_better_guid
     opt = torch.optim.Adam(unit.parameters(), lr=0.1)
     for _ in range(30):
         opt.zero_grad()
-        loss = LOSSES["aggregate_ce"]({"aggregate_logits": torch.stack([good, bad]), "targets": targets,
-                                       "aggregate_log_weights": unit.log_weights()})
+        loss = LOSSES["aggregate_ce"](
+            {
+                "aggregate_logits": torch.stack([good, bad]),
+                "targets": targets,
+                "aggregate_log_weights": unit.log_weights(),
+            }
+        )
         loss.backward()
         opt.step()
         assert sum(unit.named_weights().values()) == pytest.approx(1.0)
@@ -141,8 +162,13 @@ def test_per_sample_aggregation_starts_at_init_and_learns_weights_per_input():
     opt = torch.optim.Adam(unit.parameters(), lr=0.2)
     for _ in range(60):
         opt.zero_grad()
-        LOSSES["aggregate_ce"]({"aggregate_logits": torch.stack([teacher, audio]), "targets": targets,
-                                "aggregate_log_weights": unit.log_weights(x)}).backward()
+        LOSSES["aggregate_ce"](
+            {
+                "aggregate_logits": torch.stack([teacher, audio]),
+                "targets": targets,
+                "aggregate_log_weights": unit.log_weights(x),
+            }
+        ).backward()
         opt.step()
     w = unit.log_weights(x).exp()
     assert w[0, 0] > 0.9 and w[1, 1] > 0.9  # teacher for the first input, audio for the second
@@ -150,10 +176,12 @@ def test_per_sample_aggregation_starts_at_init_and_learns_weights_per_input():
 
 # ---- which parameters each method trains ----------------------------------------------------------------
 
+
 def decoder(layers=2, exits=False, latent=12, seed=0):
     torch.manual_seed(seed)
-    return CaptionDecoder(latent_dim=latent, vocab_size=9, embed_dim=8, hidden=10, layers=layers, dropout=0.1,
-                          exit_heads=exits)
+    return CaptionDecoder(
+        latent_dim=latent, vocab_size=9, embed_dim=8, hidden=10, layers=layers, dropout=0.1, exit_heads=exits
+    )
 
 
 def batch():
@@ -189,12 +217,21 @@ def test_fused_to_modal_branches_and_what_each_term_trains():
     model.zero_grad()
     total, parts = build_objective([LossTerm("ce"), LossTerm("modal_kl")])(out)
     total.backward()
-    assert {"mlp.fuse.weight", "mlp.audio.net.0.weight", "mlp.visual.net.0.weight", "decoder.head.weight"} <= grad_names(model)
+    assert {
+        "mlp.fuse.weight",
+        "mlp.audio.net.0.weight",
+        "mlp.visual.net.0.weight",
+        "decoder.head.weight",
+    } <= grad_names(model)
 
 
 def guide(latent=12, seed=5, mlp=False):
-    g = Captioner(decoder(latent=latent, seed=seed), torch.zeros(latent), torch.ones(latent),
-                  DistillMLP(16, 12, (8, 8)) if mlp else None)
+    g = Captioner(
+        decoder(latent=latent, seed=seed),
+        torch.zeros(latent),
+        torch.ones(latent),
+        DistillMLP(16, 12, (8, 8)) if mlp else None,
+    )
     return g.eval()
 
 
@@ -219,8 +256,11 @@ def test_multi_teacher_trains_student_and_aggregation_never_the_guides():
     assert {"decoder.head.weight", "mlp.net.0.weight"} <= grad_names(model)
     assert guides.aggregation.proj.weight.grad.abs().sum() > 0
     assert all(not grad_names(g) for g in models.values())
-    assert set(guides.epoch_metrics()) == {"train/aggregate_w/teacher", "train/aggregate_w/audio",
-                                           "train/aggregate_w/visual"}
+    assert set(guides.epoch_metrics()) == {
+        "train/aggregate_w/teacher",
+        "train/aggregate_w/audio",
+        "train/aggregate_w/visual",
+    }
 
 
 def test_shared_encoder_is_a_frozen_copy_of_the_guide():
@@ -247,31 +287,69 @@ def test_multi_stage_student_learns_from_teacher_and_mentor():
     assert list(guides.parameters()) == []  # the released code's weights are fixed: nothing to optimise
     model = Captioner(decoder(), torch.zeros(16), torch.ones(16), DistillMLP(16, 12, (20, 20)))
     set_trainable(model, decoder=True, mlp=True)
-    total, parts = build_objective(terms)(pair_outputs(model.decoder, model.mlp, latents, rows, seqs, teacher, guides,
-                                                       stages[0].temperature))
+    total, parts = build_objective(terms)(
+        pair_outputs(model.decoder, model.mlp, latents, rows, seqs, teacher, guides, stages[0].temperature)
+    )
     assert parts["kd_mentor"] > 0 and parts["kd_teacher"] > 0
-    assert float(total.detach()) == pytest.approx(parts["ce"] + 0.5 * parts["kd_mentor"] + 0.25 * parts["kd_teacher"], rel=1e-5)
+    assert float(total.detach()) == pytest.approx(
+        parts["ce"] + 0.5 * parts["kd_mentor"] + 0.25 * parts["kd_teacher"], rel=1e-5
+    )
     total.backward()
     assert "mlp.net.0.weight" in grad_names(model) and not grad_names(models["mentor"])
-    learned_cfg = parse_sweep({"name": "x", "grid": {"ks": [0.2], "losses": ["multi_stage"]}, "distill": {"losses": {"multi_stage": [
-        {"name": "ce"}, {"name": "kd_aggregate"}, {"name": "aggregate_ce"}]}}})
-    learned = build_guides(ms, learned_cfg, ms.stages(learned_cfg), ms.guides(cfg), models,
-                           {n: torch.randn(6, 12) for n in models}, 16, True)
+    learned_cfg = parse_sweep(
+        {
+            "name": "x",
+            "grid": {"ks": [0.2], "losses": ["multi_stage"]},
+            "distill": {
+                "losses": {"multi_stage": [{"name": "ce"}, {"name": "kd_aggregate"}, {"name": "aggregate_ce"}]}
+            },
+        }
+    )
+    learned = build_guides(
+        ms,
+        learned_cfg,
+        ms.stages(learned_cfg),
+        ms.guides(cfg),
+        models,
+        {n: torch.randn(6, 12) for n in models},
+        16,
+        True,
+    )
     assert not learned.aggregation.per_sample  # the learned option: one global weighting, DEEVISum's init
     assert learned.aggregation.named_weights() == pytest.approx({"teacher": 1 / 3, "mentor": 2 / 3})
 
 
-@pytest.mark.parametrize("losses, key, message", [
-    ({"rep+ce": [{"name": "ce"}, {"name": "kd_mentor"}]}, "distill.losses.rep+ce[1]",
-     "loss 'kd_mentor' reads mentor_logits, temperature, which stage 'joint' of rep+ce does not produce"),
-    ({"rep+ce": [{"name": "ce"}, {"name": "kd_aggregate"}]}, "distill.losses.rep+ce[1]",
-     "loss 'kd_aggregate' reads aggregate_log_weights, aggregate_logits, temperature"),
-    ({"multi_teacher": [{"name": "ce"}, {"name": "modal_kl"}]}, "distill.losses.multi_teacher[1]",
-     "loss 'modal_kl' reads student_audio, student_visual"),
-    ({"rep": [{"name": "ce"}]}, "distill.losses.rep[0]", "loss 'ce' reads logits, targets, which stage 'rep stage 1'"),
-    ({"rep": [{"name": "rep_l1"}], "mine": [{"name": "ce"}]}, "distill.losses.mine",
-     "no distillation method of that name (known: fused_to_modal, multi_stage, multi_teacher, rep, rep+ce, rep+ce-scratch, rep-scratch)"),
-])
+@pytest.mark.parametrize(
+    "losses, key, message",
+    [
+        (
+            {"rep+ce": [{"name": "ce"}, {"name": "kd_mentor"}]},
+            "distill.losses.rep+ce[1]",
+            "loss 'kd_mentor' reads mentor_logits, temperature, which stage 'joint' of rep+ce does not produce",
+        ),
+        (
+            {"rep+ce": [{"name": "ce"}, {"name": "kd_aggregate"}]},
+            "distill.losses.rep+ce[1]",
+            "loss 'kd_aggregate' reads aggregate_log_weights, aggregate_logits, temperature",
+        ),
+        (
+            {"multi_teacher": [{"name": "ce"}, {"name": "modal_kl"}]},
+            "distill.losses.multi_teacher[1]",
+            "loss 'modal_kl' reads student_audio, student_visual",
+        ),
+        (
+            {"rep": [{"name": "ce"}]},
+            "distill.losses.rep[0]",
+            "loss 'ce' reads logits, targets, which stage 'rep stage 1'",
+        ),
+        (
+            {"rep": [{"name": "rep_l1"}], "mine": [{"name": "ce"}]},
+            "distill.losses.mine",
+            "no distillation method of that name (known: fused_to_modal, multi_stage, multi_teacher, rep, rep+ce, "
+            "rep+ce-scratch, rep-scratch)",
+        ),
+    ],
+)
 def test_a_term_the_method_cannot_feed_fails_when_the_sweep_file_is_loaded(losses, key, message):
     cfg = parse_sweep({"name": "x", "distill": {"losses": losses}, "grid": {"losses": [list(losses)[0]]}})
     with pytest.raises(ConfigError) as err:
@@ -281,10 +359,16 @@ def test_a_term_the_method_cannot_feed_fails_when_the_sweep_file_is_loaded(losse
 
 
 def test_mentor_losses_are_checked_at_load_time_too():
-    data = {"name": "x", "grid": {"ks": [0.2], "losses": ["multi_stage"]},
-            "distill": {"methods": {"multi_stage": {"mentor_losses": [{"name": "ce"}, {"name": "kd_mentor"}]}}}}
-    with pytest.raises(ConfigError, match=r"^sweeps/x.yaml: distill.methods.multi_stage.mentor_losses\[1\]: loss "
-                                          r"'kd_mentor' reads mentor_logits, which stage 'joint' of multi_stage \(its mentor\)"):
+    data = {
+        "name": "x",
+        "grid": {"ks": [0.2], "losses": ["multi_stage"]},
+        "distill": {"methods": {"multi_stage": {"mentor_losses": [{"name": "ce"}, {"name": "kd_mentor"}]}}},
+    }
+    with pytest.raises(
+        ConfigError,
+        match=r"^sweeps/x.yaml: distill.methods.multi_stage.mentor_losses\[1\]: loss "
+        r"'kd_mentor' reads mentor_logits, which stage 'joint' of multi_stage \(its mentor\)",
+    ):
         methods.check(parse_sweep(data), "sweeps/x.yaml")
     data["distill"]["methods"]["multi_stage"]["mentor_losses"][1]["name"] = "kd_techer"
     with pytest.raises(ConfigError, match=r"mentor_losses\[1\].name: unknown loss 'kd_techer'"):
@@ -301,13 +385,18 @@ def test_single_modality_teacher_zeroes_the_other_modality():
     mean, std = torch.zeros(6), torch.ones(6)
     audio = Captioner(decoder(latent=6), mean, std, modality="audio", audio_dim=4)
     visual = Captioner(decoder(latent=6), mean, std, modality="visual", audio_dim=4)
-    assert torch.equal(audio.standardise(raw)[:, 4:], torch.zeros(2, 2)) and torch.equal(audio.standardise(raw)[:, :4], raw[:, :4])
-    assert torch.equal(visual.standardise(raw)[:, :4], torch.zeros(2, 4)) and torch.equal(visual.standardise(raw)[:, 4:], raw[:, 4:])
+    assert torch.equal(audio.standardise(raw)[:, 4:], torch.zeros(2, 2)) and torch.equal(
+        audio.standardise(raw)[:, :4], raw[:, :4]
+    )
+    assert torch.equal(visual.standardise(raw)[:, :4], torch.zeros(2, 4)) and torch.equal(
+        visual.standardise(raw)[:, 4:], raw[:, 4:]
+    )
     with pytest.raises(ValueError, match="modality"):
         Captioner(decoder(latent=6), mean, std, modality="audio")
 
 
 # ---- early exit ----------------------------------------------------------------------------------
+
 
 def test_exit_heads_are_trained_by_exit_ce_and_stop_below_the_top():
     dec = decoder(layers=3, exits=True).train()
@@ -385,23 +474,52 @@ def test_mixed_exits_per_row():
 
 # ---- config and the driver's view -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("data, key, text", [
-    ({"grid": {"ks": [0.2, 0.9], "losses": ["multi_stage"]},
-      "distill": {"losses": {"multi_stage": [{"name": "ce"}]}}}, "distill.methods.multi_stage.mentor_k",
-     "must be larger than every k"),
-    ({"distill": {"methods": {"multi_stage": {"mentor_k": 1.0}}}}, "distill.methods.multi_stage.mentor_k", "(0, 1)"),
-    ({"distill": {"methods": {"multi_teacher": {"teachers": [{"modality": "av"}]}}}},
-     "distill.methods.multi_teacher.teachers[0]", "always included"),
-    ({"distill": {"methods": {"multi_teacher": {"teachers": [{"modality": "audio"}, {"modality": "audio"}]}}}},
-     "distill.methods.multi_teacher.teachers[1]", "listed twice"),
-    ({"distill": {"methods": {"multi_teacher": {"teachers": [{"modality": "speech"}]}}}},
-     "distill.methods.multi_teacher.teachers[0].modality", "not one of"),
-    ({"distill": {"methods": {"multi_teacher": {"share_encoder_with": "visual@0.5"}}}},
-     "distill.methods.multi_teacher.share_encoder_with", "not 'teacher' or an extra teacher (audio, visual)"),
-    ({"distill": {"methods": {"multi_stage": {"temperature": 0}}}}, "distill.methods.multi_stage.temperature", "> 0"),
-    ({"model": {"layers": 1, "early_exit": {"enabled": True}}}, "model.early_exit.enabled", "layers >= 2"),
-    ({"model": {"early_exit": {"thresholds": [0.9, 1.5]}}}, "model.early_exit.thresholds[1]", "outside [0, 1]"),
-])
+
+@pytest.mark.parametrize(
+    "data, key, text",
+    [
+        (
+            {
+                "grid": {"ks": [0.2, 0.9], "losses": ["multi_stage"]},
+                "distill": {"losses": {"multi_stage": [{"name": "ce"}]}},
+            },
+            "distill.methods.multi_stage.mentor_k",
+            "must be larger than every k",
+        ),
+        (
+            {"distill": {"methods": {"multi_stage": {"mentor_k": 1.0}}}},
+            "distill.methods.multi_stage.mentor_k",
+            "(0, 1)",
+        ),
+        (
+            {"distill": {"methods": {"multi_teacher": {"teachers": [{"modality": "av"}]}}}},
+            "distill.methods.multi_teacher.teachers[0]",
+            "always included",
+        ),
+        (
+            {"distill": {"methods": {"multi_teacher": {"teachers": [{"modality": "audio"}, {"modality": "audio"}]}}}},
+            "distill.methods.multi_teacher.teachers[1]",
+            "listed twice",
+        ),
+        (
+            {"distill": {"methods": {"multi_teacher": {"teachers": [{"modality": "speech"}]}}}},
+            "distill.methods.multi_teacher.teachers[0].modality",
+            "not one of",
+        ),
+        (
+            {"distill": {"methods": {"multi_teacher": {"share_encoder_with": "visual@0.5"}}}},
+            "distill.methods.multi_teacher.share_encoder_with",
+            "not 'teacher' or an extra teacher (audio, visual)",
+        ),
+        (
+            {"distill": {"methods": {"multi_stage": {"temperature": 0}}}},
+            "distill.methods.multi_stage.temperature",
+            "> 0",
+        ),
+        ({"model": {"layers": 1, "early_exit": {"enabled": True}}}, "model.early_exit.enabled", "layers >= 2"),
+        ({"model": {"early_exit": {"thresholds": [0.9, 1.5]}}}, "model.early_exit.thresholds[1]", "outside [0, 1]"),
+    ],
+)
 def test_bad_method_config_names_the_key(data, key, text):
     with pytest.raises(ConfigError) as err:
         parse_sweep({"name": "x", **data}, "sweeps/m.yaml")
@@ -414,8 +532,10 @@ def test_rep_and_rep_ce_keep_their_trial_identity():
     cfg = parse_sweep({"name": "x"})
     distill = cfg.to_dict()["distill"]
     for mode in ("rep", "rep+ce"):
-        old = {**{k: v for k, v in distill.items() if k not in ("losses", "temperature", "methods")},
-               "loss_terms": distill["losses"][mode]}
+        old = {
+            **{k: v for k, v in distill.items() if k not in ("losses", "temperature", "methods")},
+            "loss_terms": distill["losses"][mode],
+        }
         assert methods.get(mode).distill_identity(cfg) == old
     ms = methods.get("multi_stage").distill_identity(cfg, "mentor")
     assert ms["loss_terms"][1]["name"] == "kd_teacher" and ms["method"]["temperature"] == 2.0
@@ -425,10 +545,16 @@ def test_rep_and_rep_ce_keep_their_trial_identity():
 # kept the pre-refactor hashes (commit 8f542fc); the audio-model keys (features.audio_model,
 # audio_time_pool, simpf_renorm) then changed them once, on purpose (README: "Trial identity"). A
 # change here means every finished run of every user is retrained: make it deliberately.
-TINY_HASHES = {"teacher-s0": "25256a308a9dd3c4", "blind-s0": "41ca29249a3b3136",
-               "guide-audio-k1-s0": "58a274d2e836c5ba", "guide-visual-k1-s0": "252cbc914eea1dd6",  # modality rows
-               "student-k0.2-rep-s0": "fc107659e86fb88e", "student-k0.2-rep+ce-s0": "a649d4afe93c73a0",
-               "student-k0.6-rep-s0": "a44208c32b045d22", "student-k0.6-rep+ce-s0": "3ad540bdd2f80e9b"}
+TINY_HASHES = {
+    "teacher-s0": "25256a308a9dd3c4",
+    "blind-s0": "41ca29249a3b3136",
+    "guide-audio-k1-s0": "58a274d2e836c5ba",
+    "guide-visual-k1-s0": "252cbc914eea1dd6",  # modality rows
+    "student-k0.2-rep-s0": "fc107659e86fb88e",
+    "student-k0.2-rep+ce-s0": "a649d4afe93c73a0",
+    "student-k0.6-rep-s0": "a44208c32b045d22",
+    "student-k0.6-rep+ce-s0": "3ad540bdd2f80e9b",
+}
 
 
 def test_trial_hashes_are_pinned(repo_root):
@@ -453,20 +579,31 @@ def test_trial_spec_round_trips_through_a_plain_dict():
 
 
 def test_guide_trials_and_student_guides():
-    cfg = parse_sweep({"name": "x", "grid": {"ks": [0.2], "losses": ["rep+ce", "multi_teacher", "multi_stage"],
-                                             "modality_teachers": False},
-                       "distill": {"methods": {"multi_teacher": {"teachers": [{"modality": "audio"},
-                                                                              {"modality": "av", "k": 0.6}]}}}})
+    cfg = parse_sweep(
+        {
+            "name": "x",
+            "grid": {"ks": [0.2], "losses": ["rep+ce", "multi_teacher", "multi_stage"], "modality_teachers": False},
+            "distill": {
+                "methods": {"multi_teacher": {"teachers": [{"modality": "audio"}, {"modality": "av", "k": 0.6}]}}
+            },
+        }
+    )
     first, middle, students = plan_trials(cfg, "fp")
     teacher = first[0]
     extra = [s for s in first if s.role == "guide"]
-    assert [(s.guide, s.modality, s.k, s.teacher) for s in extra] == [("audio", "audio", 1.0, None), ("av@0.6", "av", 0.6, None)]
+    assert [(s.guide, s.modality, s.k, s.teacher) for s in extra] == [
+        ("audio", "audio", 1.0, None),
+        ("av@0.6", "av", 0.6, None),
+    ]
     assert [(s.guide, s.k, s.teacher, s.method, s.name) for s in middle] == [
-        ("mentor", 0.9, teacher.config_hash, "multi_stage", "guide-mentor-k0.9-s0")]
+        ("mentor", 0.9, teacher.config_hash, "multi_stage", "guide-mentor-k0.9-s0")
+    ]
     assert len({s.config_hash for s in first + middle + students}) == len(first + middle + students)
     by_method = {s.method: s for s in students}
     assert [(g.name, g.hash, g.k) for g in by_method["multi_teacher"].guides] == [
-        ("audio", extra[0].config_hash, 1.0), ("av@0.6", extra[1].config_hash, 0.6)]
+        ("audio", extra[0].config_hash, 1.0),
+        ("av@0.6", extra[1].config_hash, 0.6),
+    ]
     assert by_method["rep+ce"].guides == () and by_method["rep+ce"].needs == {teacher.config_hash}
     assert by_method["multi_stage"].needs == {teacher.config_hash, middle[0].config_hash}
     assert {g.k for m in cfg.grid.losses for g in methods.get(m).guide_trials(cfg)} == {1.0, 0.6, 0.9}
@@ -478,12 +615,18 @@ def test_modality_rows_are_multi_teachers_extra_teachers_trained_once():
     grid = {"ks": [0.2], "losses": ["rep+ce", "multi_teacher"], "seeds": [0, 1]}
     first, _, students = plan_trials(parse_sweep({"name": "x", "grid": grid}), "fp")
     guides = [s for s in first if s.role == "guide"]
-    assert sorted(s.name for s in guides) == ["guide-audio-k1-s0", "guide-audio-k1-s1",
-                                              "guide-visual-k1-s0", "guide-visual-k1-s1"]
+    assert sorted(s.name for s in guides) == [
+        "guide-audio-k1-s0",
+        "guide-audio-k1-s1",
+        "guide-visual-k1-s0",
+        "guide-visual-k1-s1",
+    ]
     assert len({s.config_hash for s in first}) == len(first)
     mt = [s for s in students if s.method == "multi_teacher" and s.seed == 1][0]
     assert {g.hash for g in mt.guides} == {s.config_hash for s in guides if s.seed == 1}
-    off, _, _ = plan_trials(parse_sweep({"name": "x", "grid": {**grid, "losses": ["rep+ce"], "modality_teachers": False}}), "fp")
+    off, _, _ = plan_trials(
+        parse_sweep({"name": "x", "grid": {**grid, "losses": ["rep+ce"], "modality_teachers": False}}), "fp"
+    )
     assert [s.role for s in off] == ["teacher", "blind", "teacher", "blind"]
 
 
@@ -493,8 +636,13 @@ def test_tuned_teacher_and_blind_are_what_students_learn_from():
     from avkd.sweep.plan import tuned_spec
     from avkd.sweep.tune import CAPTION_ONLY_PARAMS, STUDENT_PARAMS
 
-    cfg = parse_sweep({"name": "x", "grid": {"ks": [0.2], "losses": ["rep+ce", "multi_stage"], "seeds": [0, 1]},
-                       "tune": {"num_samples": 2}})
+    cfg = parse_sweep(
+        {
+            "name": "x",
+            "grid": {"ks": [0.2], "losses": ["rep+ce", "multi_stage"], "seeds": [0, 1]},
+            "tune": {"num_samples": 2},
+        }
+    )
     plain, plain_mid, plain_students = plan_trials(cfg, "fp")
     best = {"teacher": {"decoder_dropout": 0.2}, "blind": {"decoder_dropout": 0.4}}
     first, middle, students = plan_trials(cfg, "fp", best)

@@ -1,4 +1,5 @@
 """Each method trained end to end (tiny latents, a few epochs): guides, mentor, students, early exit."""
+
 import json
 
 import numpy as np
@@ -33,7 +34,10 @@ def make_inputs(n=(30, 8, 8), dim=6, seed=0):
             v = visual + rng.normal(scale=noise, size=visual.shape).astype(np.float32)
             variants[variant][name] = Split(ids, a, v)
         for i, vid in enumerate(ids):
-            refs[vid] = [f"a {COLOURS[colour[i]]} {OBJECTS[obj[i]]} is moving", f"the {OBJECTS[obj[i]]} is {COLOURS[colour[i]]}"]
+            refs[vid] = [
+                f"a {COLOURS[colour[i]]} {OBJECTS[obj[i]]} is moving",
+                f"the {OBJECTS[obj[i]]} is {COLOURS[colour[i]]}",
+            ]
             toks[vid] = [tokenize_caption(r) for r in refs[vid]]
     vocab = Vocabulary.build([t for v in variants["teacher"]["train"].video_ids for t in toks[v]])
     make = lambda variant, **kw: TrialInputs(vocab, toks, refs, variants[variant], **kw)
@@ -41,19 +45,40 @@ def make_inputs(n=(30, 8, 8), dim=6, seed=0):
 
 
 def config():
-    return parse_sweep({
-        "name": "m", "model": {"embed_dim": 16, "hidden": 32, "layers": 2, "dropout": 0.0,
-                               "early_exit": {"enabled": True, "thresholds": [1.0, 0.3]}},
-        "training": {"epochs": 6, "batch_size": 16, "lr": 0.01, "patience": 6},
-        "distill": {"mlp": {"hidden": [32, 32], "dropout": 0.0},
-                    "losses": {"fused_to_modal": [{"name": "ce"}, {"name": "modal_kl", "weight": 0.5}],
-                               "multi_teacher": [{"name": "ce"}, {"name": "kd_aggregate", "weight": 0.1},
-                                                 {"name": "aggregate_ce"}],
-                               "multi_stage": [{"name": "ce"}, {"name": "rep_l1"}, {"name": "kd_mentor", "weight": 0.5},
-                                               {"name": "kd_teacher", "weight": 0.25}]},
-                    "methods": {"multi_teacher": {"share_encoder_with": "teacher"}, "multi_stage": {"mentor_k": 0.8}}},
-        "grid": {"ks": [0.2], "losses": ["fused_to_modal", "multi_teacher", "multi_stage"]},
-        "decoding": {"beam_size": 2, "max_len": 8}, "features": {"device": "cpu"}})
+    return parse_sweep(
+        {
+            "name": "m",
+            "model": {
+                "embed_dim": 16,
+                "hidden": 32,
+                "layers": 2,
+                "dropout": 0.0,
+                "early_exit": {"enabled": True, "thresholds": [1.0, 0.3]},
+            },
+            "training": {"epochs": 6, "batch_size": 16, "lr": 0.01, "patience": 6},
+            "distill": {
+                "mlp": {"hidden": [32, 32], "dropout": 0.0},
+                "losses": {
+                    "fused_to_modal": [{"name": "ce"}, {"name": "modal_kl", "weight": 0.5}],
+                    "multi_teacher": [
+                        {"name": "ce"},
+                        {"name": "kd_aggregate", "weight": 0.1},
+                        {"name": "aggregate_ce"},
+                    ],
+                    "multi_stage": [
+                        {"name": "ce"},
+                        {"name": "rep_l1"},
+                        {"name": "kd_mentor", "weight": 0.5},
+                        {"name": "kd_teacher", "weight": 0.25},
+                    ],
+                },
+                "methods": {"multi_teacher": {"share_encoder_with": "teacher"}, "multi_stage": {"mentor_k": 0.8}},
+            },
+            "grid": {"ks": [0.2], "losses": ["fused_to_modal", "multi_teacher", "multi_stage"]},
+            "decoding": {"beam_size": 2, "max_len": 8},
+            "features": {"device": "cpu"},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -67,15 +92,38 @@ def trained(tmp_path_factory):
     for modality in ("audio", "visual"):
         r[modality] = run_teacher(cfg, make("teacher"), 0, out / modality, quiet, modality=modality)
     teacher_ck = r["teacher"].checkpoint
-    r["mentor"] = run_student(cfg, make("mentor", teacher_features=variants["teacher"]), "multi_stage", teacher_ck, 0,
-                              out / "mentor", quiet, guide="mentor")
+    r["mentor"] = run_student(
+        cfg,
+        make("mentor", teacher_features=variants["teacher"]),
+        "multi_stage",
+        teacher_ck,
+        0,
+        out / "mentor",
+        quiet,
+        guide="mentor",
+    )
     student = lambda **kw: make("student", teacher_features=variants["teacher"], **kw)
     r["fused_to_modal"] = run_student(cfg, student(), "fused_to_modal", teacher_ck, 0, out / "f2m", quiet)
     r["multi_teacher"] = run_student(
-        cfg, student(guide_features={"audio": variants["teacher"], "visual": variants["teacher"]}), "multi_teacher",
-        teacher_ck, 0, out / "mt", quiet, guide_checkpoints={"audio": r["audio"].checkpoint, "visual": r["visual"].checkpoint})
-    r["multi_stage"] = run_student(cfg, student(guide_features={"mentor": variants["mentor"]}), "multi_stage", teacher_ck,
-                                   0, out / "ms", quiet, guide_checkpoints={"mentor": r["mentor"].checkpoint})
+        cfg,
+        student(guide_features={"audio": variants["teacher"], "visual": variants["teacher"]}),
+        "multi_teacher",
+        teacher_ck,
+        0,
+        out / "mt",
+        quiet,
+        guide_checkpoints={"audio": r["audio"].checkpoint, "visual": r["visual"].checkpoint},
+    )
+    r["multi_stage"] = run_student(
+        cfg,
+        student(guide_features={"mentor": variants["mentor"]}),
+        "multi_stage",
+        teacher_ck,
+        0,
+        out / "ms",
+        quiet,
+        guide_checkpoints={"mentor": r["mentor"].checkpoint},
+    )
     return cfg, make, variants, r
 
 

@@ -1,4 +1,5 @@
 """COCO-caption metric wiring (real pycocoevalcap + Java), SCORE and Diff arithmetic."""
+
 import math
 import os
 from collections import Counter
@@ -147,10 +148,12 @@ def test_misaligned_predictions_are_clear_errors():
 
 # ---- SCORE and Diff -----------------------------------------------------------------------------
 
-TEACHER = dict(bleu_1=0.760, bleu_2=0.612, bleu_3=0.473, bleu_4=0.352, cider=0.397, meteor=0.254, rouge_l=0.583,
-               spice=0.054)  # Table I of the paper
-STUDENT = dict(bleu_1=0.722, bleu_2=0.555, bleu_3=0.422, bleu_4=0.311, cider=0.267, meteor=0.236, rouge_l=0.554,
-               spice=0.045)  # L_rep student, k = 0.2
+TEACHER = dict(
+    bleu_1=0.760, bleu_2=0.612, bleu_3=0.473, bleu_4=0.352, cider=0.397, meteor=0.254, rouge_l=0.583, spice=0.054
+)  # Table I of the paper
+STUDENT = dict(
+    bleu_1=0.722, bleu_2=0.555, bleu_3=0.422, bleu_4=0.311, cider=0.267, meteor=0.236, rouge_l=0.554, spice=0.045
+)  # L_rep student, k = 0.2
 
 
 def test_score_reproduces_table_one():

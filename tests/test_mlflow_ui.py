@@ -1,5 +1,6 @@
 """The real MLflow UI (a light `mlflow ui` on 127.0.0.1) in headless Chromium, against a finished tiny sweep:
 the trials view avkd links to lists the trial runs with k and seed as param columns (issue 14)."""
+
 from __future__ import annotations
 
 import html
@@ -26,9 +27,13 @@ def _chromium() -> str | None:
     return None
 
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(_chromium() is None, reason="headless Chromium is not installed (chromium not on PATH; "
-                                                              "apt-get install chromium)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        _chromium() is None,
+        reason="headless Chromium is not installed (chromium not on PATH; apt-get install chromium)",
+    ),
+]
 
 
 def _free_port() -> int:
@@ -49,9 +54,25 @@ def finished_sweep(tiny_corpus, tmp_path_factory):
     sweep = tmp / "tiny.yaml"
     sweep.write_text(yaml.safe_dump(d))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.run([sys.executable, "-m", "avkd", "sweep", str(sweep), "grid.losses=[rep+ce]", "grid.blind=false",
-                           "grid.timing.enabled=false", "training.epochs=1", "--no-report"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "avkd",
+            "sweep",
+            str(sweep),
+            "grid.losses=[rep+ce]",
+            "grid.blind=false",
+            "grid.timing.enabled=false",
+            "training.epochs=1",
+            "--no-report",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     from mlflow.tracking import MlflowClient
 
@@ -67,9 +88,24 @@ def ui(finished_sweep, tmp_path_factory):
     log = tmp_path_factory.mktemp("ui") / "mlflow-ui.log"
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
     with open(log, "w") as out:
-        server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "ui", "--backend-store-uri", uri,
-                                   "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                                  stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        server = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "mlflow"),
+                "ui",
+                "--backend-store-uri",
+                uri,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -92,9 +128,23 @@ def ui(finished_sweep, tmp_path_factory):
 
 
 def _dom(url: str, profile: Path) -> str:
-    proc = subprocess.run([_chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1600,1000",
-                           f"--user-data-dir={profile}", "--virtual-time-budget=30000", "--dump-dom", url],
-                          capture_output=True, text=True, timeout=300, env={**os.environ, "HOME": str(profile)})
+    proc = subprocess.run(
+        [
+            _chromium(),
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1600,1000",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=30000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HOME": str(profile)},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
 
@@ -146,9 +196,9 @@ def test_finished_sweep_runs_as_mlflow_shows_them(finished_sweep, tmp_path):
     parent = next(r for r in runs if r.data.tags.get(schema.ROLE) == "sweep")
     assert "grid.losses=['rep+ce']" in parent.data.tags[schema.OVERRIDES]
     assert parent.data.params["training.epochs"] == "1"  # the resolved config, overrides applied
-    saved = yaml.safe_load(Path(client.download_artifacts(parent.info.run_id, schema.ARTIFACT_OVERRIDES,
-                                                          str(tmp_path))).read_text())
-    assert saved == {"grid.losses": ["rep+ce"], "grid.blind": False, "grid.timing.enabled": False,
-                     "training.epochs": 1}
+    saved = yaml.safe_load(
+        Path(client.download_artifacts(parent.info.run_id, schema.ARTIFACT_OVERRIDES, str(tmp_path))).read_text()
+    )
+    assert saved == {"grid.losses": ["rep+ce"], "grid.blind": False, "grid.timing.enabled": False, "training.epochs": 1}
     exp = client.get_experiment(exp_id)
     assert exp.tags[schema.EXPERIMENT_KIND] == schema.EXPERIMENT_KIND_RUNS

@@ -1,4 +1,5 @@
 """MSR-VTT loader: the official format on a hand-written fixture, and every error / issue case."""
+
 from __future__ import annotations
 
 import json
@@ -134,16 +135,27 @@ def test_missing_key(tmp_path, tiny_mp4, key):
         load_msrvtt(root)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda tv, te: tv.update(videos={"video0": {}}),
-     r"train_val_videodatainfo\.json: 'videos' must be a list, got dict"),
-    (lambda tv, te: tv["videos"][1].update(video_id=1),
-     r"train_val_videodatainfo\.json: videos\[1\]\.video_id must be a string, got int"),
-    (lambda tv, te: te["sentences"][2].pop("caption"),
-     r"test_videodatainfo\.json: sentences\[2\]: missing key 'caption'"),
-    (lambda tv, te: te["sentences"].append("a caption"),
-     r"test_videodatainfo\.json: sentences\[3\] must be an object, got str"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda tv, te: tv.update(videos={"video0": {}}),
+            r"train_val_videodatainfo\.json: 'videos' must be a list, got dict",
+        ),
+        (
+            lambda tv, te: tv["videos"][1].update(video_id=1),
+            r"train_val_videodatainfo\.json: videos\[1\]\.video_id must be a string, got int",
+        ),
+        (
+            lambda tv, te: te["sentences"][2].pop("caption"),
+            r"test_videodatainfo\.json: sentences\[2\]: missing key 'caption'",
+        ),
+        (
+            lambda tv, te: te["sentences"].append("a caption"),
+            r"test_videodatainfo\.json: sentences\[3\] must be an object, got str",
+        ),
+    ],
+)
 def test_wrong_types(tmp_path, tiny_mp4, edit, message):
     with pytest.raises(DataError, match=message):
         load_msrvtt(make_root(tmp_path, tiny_mp4, edit=edit))
@@ -175,9 +187,11 @@ def _declare(vid: str, split: str) -> dict:
 
 def test_test_video_declared_again_in_train_val_is_never_trained(tmp_path, tiny_mp4, caplog):
     """The leak of issue 15: a test video declared again as train in train_val_videodatainfo.json."""
+
     def edit(tv, te):
         tv["videos"].append(_declare("video7010", "train"))
         tv["sentences"].append({"caption": "a zebra trains here", "video_id": "video7010", "sen_id": 77})
+
     root = make_root(tmp_path, tiny_mp4, edit=edit)
     with caplog.at_level(logging.WARNING):
         ds = load_msrvtt(root)
@@ -194,19 +208,23 @@ def test_test_video_declared_again_in_train_val_is_never_trained(tmp_path, tiny_
     assert "split_conflict" in caplog.text and "video7010" in caplog.text
 
 
-@pytest.mark.parametrize("declared, expected", [
-    (("train", "validate"), "validate"),
-    (("validate", "train"), "validate"),
-    (("train", "test"), "test"),
-    (("validate", "test"), "test"),
-    (("train", "validate", "test"), "test"),
-    (("training", "validate"), "validate"),  # an unknown split never wins over a known one
-])
+@pytest.mark.parametrize(
+    "declared, expected",
+    [
+        (("train", "validate"), "validate"),
+        (("validate", "train"), "validate"),
+        (("train", "test"), "test"),
+        (("validate", "test"), "test"),
+        (("train", "validate", "test"), "test"),
+        (("training", "validate"), "validate"),  # an unknown split never wins over a known one
+    ],
+)
 def test_most_held_out_split_wins(tmp_path, tiny_mp4, declared, expected):
     def edit(tv, te):
         tv["videos"] = [v for v in tv["videos"] if v["video_id"] != "video1"]
         for split in declared:
             tv["videos"].append(_declare("video1", split))
+
     ds = load_msrvtt(make_root(tmp_path, tiny_mp4, edit=edit))
     assert kinds(ds) == [("split_conflict", "video1")]
     assert ds.videos["video1"].split == expected
@@ -237,6 +255,7 @@ def test_caption_without_video(tmp_path, tiny_mp4):
 def test_video_without_captions(tmp_path, tiny_mp4, caplog):
     def drop_captions(tv, te):
         te["sentences"] = [s for s in te["sentences"] if s["video_id"] != "video7011"]
+
     root = make_root(tmp_path, tiny_mp4, edit=drop_captions)
     with caplog.at_level(logging.WARNING):
         ds = load_msrvtt(root)
@@ -261,6 +280,7 @@ def test_unknown_split_and_empty_caption(tmp_path, tiny_mp4):
     def edit(tv, te):
         tv["videos"][2]["split"] = "training"
         te["sentences"].append({"caption": "!!!", "video_id": "video7010", "sen_id": 5})
+
     ds = load_msrvtt(make_root(tmp_path, tiny_mp4, edit=edit))
     assert kinds(ds) == [("empty_caption", "video7010"), ("unknown_split", "video10")]
     assert "video10" not in [v.video_id for split in ("train", "validate", "test") for v in ds.split(split)]

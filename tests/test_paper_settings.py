@@ -9,6 +9,7 @@ the epochs, the device (cpu) and weights.require_pretrained (no checkpoints exis
 cut to one k, one loss and one seed without blind baseline or timing; outputs go to the temp dir.
 The test prints its wall time and peak memory.
 """
+
 from __future__ import annotations
 
 import resource
@@ -21,8 +22,17 @@ from avkd.config import load_sweep, parse_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 # What the test may change in paper.yaml (flattened keys): everything else must stay the paper's.
-ALLOWED = ("dataset.", "training.epochs", "distill.rep_epochs", "features.device", "features.weights.require_pretrained",
-           "features.cache_dir", "grid.", "tracking.", "runs_dir")
+ALLOWED = (
+    "dataset.",
+    "training.epochs",
+    "distill.rep_epochs",
+    "features.device",
+    "features.weights.require_pretrained",
+    "features.cache_dir",
+    "grid.",
+    "tracking.",
+    "runs_dir",
+)
 
 
 def paper_on_cpu(tmp: Path):
@@ -41,8 +51,10 @@ def paper_on_cpu(tmp: Path):
 def peak_rss_mib() -> tuple[float, float]:
     """Peak resident memory (MiB) of this process and of its largest waited-for child (ru_maxrss is KiB on
     Linux; a child forked from this process counts the pages it shared at fork, e.g. the METEOR JVM's launcher)."""
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+    return (
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    )
 
 
 def test_only_the_allowed_keys_differ_from_paper_yaml(tmp_path):
@@ -50,8 +62,16 @@ def test_only_the_allowed_keys_differ_from_paper_yaml(tmp_path):
     ours = paper_on_cpu(tmp_path).flat()
     changed = {k for k in paper if paper[k] != ours[k]}
     assert changed and all(k.startswith(ALLOWED) for k in changed), sorted(changed)
-    for key in ("features.image_size", "features.audio_model", "features.audio_time_pool", "model.hidden",
-                "distill.mlp.hidden", "training.batch_size", "decoding.beam_size", "features.batch_frames"):
+    for key in (
+        "features.image_size",
+        "features.audio_model",
+        "features.audio_time_pool",
+        "model.hidden",
+        "distill.mlp.hidden",
+        "training.batch_size",
+        "decoding.beam_size",
+        "features.batch_frames",
+    ):
         assert ours[key] == paper[key]
 
 
@@ -81,13 +101,26 @@ def test_paper_settings_teacher_and_student_on_cpu(tmp_path):
     work = tmp_path / "runs" / cfg.name
     inputs_file, latents = driver._write_trial_inputs(cfg, dataset, tables, work)
     tags = schema.weights_tags(tables[1.0].weights)
-    with mt.RunLogger(uri, exp_id, "sweep-paper-cpu", {schema.ROLE: "sweep", schema.SWEEP: cfg.name, **tags},
-                      cfg.flat()) as parent:
-        ctx = SweepContext(config=cfg.to_dict(), sweep_file="sweeps/paper.yaml", sweep_name=cfg.name, tracking_uri=uri,
-                           experiment_id=exp_id, parent_run_id=parent.run_id, inputs_file=str(inputs_file),
-                           latents=latents, trials_dir=str(work / "trials"), cpus_per_trial=cfg.resources.cpu,
-                           weights=tags[schema.WEIGHTS], weights_detail=tags[schema.WEIGHTS_DETAIL],
-                           dataset_fingerprint=dataset.fingerprint(), git_commit="test", extraction_errors={})
+    with mt.RunLogger(
+        uri, exp_id, "sweep-paper-cpu", {schema.ROLE: "sweep", schema.SWEEP: cfg.name, **tags}, cfg.flat()
+    ) as parent:
+        ctx = SweepContext(
+            config=cfg.to_dict(),
+            sweep_file="sweeps/paper.yaml",
+            sweep_name=cfg.name,
+            tracking_uri=uri,
+            experiment_id=exp_id,
+            parent_run_id=parent.run_id,
+            inputs_file=str(inputs_file),
+            latents=latents,
+            trials_dir=str(work / "trials"),
+            cpus_per_trial=cfg.resources.cpu,
+            weights=tags[schema.WEIGHTS],
+            weights_detail=tags[schema.WEIGHTS_DETAIL],
+            dataset_fingerprint=dataset.fingerprint(),
+            git_commit="test",
+            extraction_errors={},
+        )
         (teacher,), _, (student,) = plan_trials(cfg, dataset.fingerprint())
         results = {}
         for spec in (teacher, student):  # the teacher first: the student loads its best.pt
@@ -105,7 +138,9 @@ def test_paper_settings_teacher_and_student_on_cpu(tmp_path):
     assert model.decoder.config["embed_dim"] == 2576
 
     self_mib, children_mib = peak_rss_mib()
-    print(f"\npaper settings on CPU ({len(dataset.videos)} clips, 299 px, Cnn10 + mean, LM 2576): "
-          f"wall {time.time() - started:.1f} s (features {t_features:.1f} s, teacher {results['teacher']['wall_s']:.1f} s, "
-          f"student {results['student']['wall_s']:.1f} s); peak RSS {self_mib:.0f} MiB (process), "
-          f"{children_mib:.0f} MiB (largest child)")
+    print(
+        f"\npaper settings on CPU ({len(dataset.videos)} clips, 299 px, Cnn10 + mean, LM 2576): "
+        f"wall {time.time() - started:.1f} s (features {t_features:.1f} s, teacher {results['teacher']['wall_s']:.1f} s, "
+        f"student {results['student']['wall_s']:.1f} s); peak RSS {self_mib:.0f} MiB (process), "
+        f"{children_mib:.0f} MiB (largest child)"
+    )

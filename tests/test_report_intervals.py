@@ -1,5 +1,6 @@
 """Table I's intervals end to end on a real MLflow store: per-video artifacts written by the real writer,
 read back by reports/build.py, and the same numbers as score.summarize computed directly."""
+
 from __future__ import annotations
 
 import csv
@@ -30,8 +31,14 @@ def log_trial(uri, exp, parent, tmp, role, seed, level, k=1.0, loss="ce", guide=
     metrics = {m: sum(s[m] for s in pv.values()) / len(pv) for m in METRICS}
     if attrs:
         metrics.update({f"attr/{g}": min(1.0, level * (0.6 + 0.05 * seed)) for g in ("visual_static", "audio")})
-    tags = {schema.ROLE: role, schema.LOSS: loss, schema.K: f"{k:g}", schema.SEED: str(seed), schema.SWEEP: "ci",
-            schema.CONFIG_HASH: f"{role}-{guide}-{loss}-{k}-{seed}"}
+    tags = {
+        schema.ROLE: role,
+        schema.LOSS: loss,
+        schema.K: f"{k:g}",
+        schema.SEED: str(seed),
+        schema.SWEEP: "ci",
+        schema.CONFIG_HASH: f"{role}-{guide}-{loss}-{k}-{seed}",
+    }
     if guide:
         tags[schema.GUIDE] = guide
     path = tmp / f"{role}-{guide}-{loss}-{k}-{seed}.csv"
@@ -48,14 +55,17 @@ def report(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ci")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     exp = mt.ensure_experiment(uri, "ci")
-    cfg = parse_sweep({"name": "ci", "grid": {"ks": [0.2], "losses": ["rep"], "seeds": [0, 1, 2],
-                                              "bootstrap_samples": 300}})
+    cfg = parse_sweep(
+        {"name": "ci", "grid": {"ks": [0.2], "losses": ["rep"], "seeds": [0, 1, 2], "bootstrap_samples": 300}}
+    )
     sweep = mt.RunLogger(uri, exp, "sweep-ci", {schema.ROLE: "sweep", schema.SWEEP: "ci"}, cfg.flat())
     p, logged = sweep.run_id, {}
     for seed in (0, 1, 2):
-        for row, kwargs in (("teacher", dict(role="teacher", level=1.0)),
-                            ("modality-audio", dict(role="guide", guide="audio", level=0.5)),
-                            ("student-k0.2-rep", dict(role="student", loss="rep", k=0.2, level=1.0))):
+        for row, kwargs in (
+            ("teacher", dict(role="teacher", level=1.0)),
+            ("modality-audio", dict(role="guide", guide="audio", level=0.5)),
+            ("student-k0.2-rep", dict(role="student", loss="rep", k=0.2, level=1.0)),
+        ):
             folder = tmp / f"{row}-{seed}"
             folder.mkdir()
             t = log_trial(uri, exp, p, folder, seed=seed, **kwargs)
@@ -85,7 +95,9 @@ def test_table1_intervals_markers_modality_rows_and_attributes(report):
     assert float(student["diff_ci95_low"]) == float(student["diff_ci95_high"]) == 0.0
     assert student["distinguishable"] == "false"
     # Audio-only at half the teacher's level: Diff about 50 %, clearly distinguishable.
-    assert 40 < float(audio["diff_ci95_low"]) <= float(audio["diff_ci95_high"]) < 60 and audio["distinguishable"] == "true"
+    assert (
+        40 < float(audio["diff_ci95_low"]) <= float(audio["diff_ci95_high"]) < 60 and audio["distinguishable"] == "true"
+    )
     assert audio["n"] == "3" and float(audio["score_ci95"]) > 0
     # Attribute columns: present (stored attributes), the blind row (logged none) empty, not zero.
     assert float(rows["Teacher"]["attr_audio_mean"]) == pytest.approx(0.65)
@@ -95,9 +107,11 @@ def test_table1_intervals_markers_modality_rows_and_attributes(report):
     assert "[0.0, 0.0] ≈" in md
     assert "Fewer than 3 seeds in Blind baseline † (n = 1)" in md
     assert "not distinguishable from the teacher" in md and "over the 8 test videos" in md
-    assert ("From the Diff intervals (not by eye): below the teacher: Audio-only teacher ‡, Blind baseline †; "
-            "not distinguishable from "
-            "the teacher: L_rep student (k = 0.2).") in md
+    assert (
+        "From the Diff intervals (not by eye): below the teacher: Audio-only teacher ‡, Blind baseline †; "
+        "not distinguishable from "
+        "the teacher: L_rep student (k = 0.2)."
+    ) in md
 
 
 def test_tables_without_attributes_have_no_attribute_columns(report, tmp_path):

@@ -1,5 +1,6 @@
 """Reproducibility: the tiny sweep (2 seeds, the modality rows, the new statistics) run twice from scratch
 in two different folders on one machine gives identical test metrics and an identical summary.json."""
+
 from __future__ import annotations
 
 import json
@@ -16,9 +17,11 @@ def _results(uri: str, folder: Path) -> tuple[dict[str, dict[str, float]], dict]
     from mlflow.tracking import MlflowClient
 
     runs = child_runs(uri, "tiny")
-    metrics = {r.info.run_name: {k: v for k, v in r.data.metrics.items() if k.startswith("test/") and "decode_s" not in k}
-               for r in runs if r.data.tags.get("avkd.role") in ("teacher", "blind", "student", "guide")
-               and r.info.status == "FINISHED"}
+    metrics = {
+        r.info.run_name: {k: v for k, v in r.data.metrics.items() if k.startswith("test/") and "decode_s" not in k}
+        for r in runs
+        if r.data.tags.get("avkd.role") in ("teacher", "blind", "student", "guide") and r.info.status == "FINISHED"
+    }
     sweep = next(r for r in runs if r.data.tags.get("avkd.role") == "sweep")
     path = MlflowClient(uri).download_artifacts(sweep.info.run_id, "summary.json", str(folder))
     return metrics, json.loads(Path(path).read_text())
@@ -40,4 +43,9 @@ def test_tiny_sweep_twice_from_scratch_in_two_folders_gives_identical_test_metri
     assert all("test/score" in m for m in first.values())
     assert first == second  # exact equality, metric by metric
     assert first_summary == second_summary
-    print("identical test metrics of", len(first), "trials; e.g. teacher-s0 test/score =", first["teacher-s0"]["test/score"])
+    print(
+        "identical test metrics of",
+        len(first),
+        "trials; e.g. teacher-s0 test/score =",
+        first["teacher-s0"]["test/score"],
+    )

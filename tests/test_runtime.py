@@ -1,4 +1,5 @@
 """avkd/runtime.py: the one device choice and the one Ray start-up / shutdown (real torch, real Ray)."""
+
 import pytest
 import torch
 

@@ -1,8 +1,10 @@
 """Frame selection: the teacher takes every (or max_frames) frame, a student ceil(k*N) of them (eq. 3)."""
+
 import math
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from avkd.features.sampling import frame_indices, keep_count, uniform_indices
 
@@ -29,8 +31,11 @@ def test_teacher_cap_spreads_frames_uniformly():
     assert frame_indices(3, 1.0, max_frames=8) == [0, 1, 2]
 
 
-@given(n=st.integers(1, 400), k=st.sampled_from([0.2, 0.4, 0.6, 0.8, 1.0, 0.33]),
-       cap=st.one_of(st.none(), st.integers(1, 64)))
+@given(
+    n=st.integers(1, 400),
+    k=st.sampled_from([0.2, 0.4, 0.6, 0.8, 1.0, 0.33]),
+    cap=st.one_of(st.none(), st.integers(1, 64)),
+)
 def test_student_frames_are_a_sorted_subset_of_the_teachers(n, k, cap):
     teacher = frame_indices(n, 1.0, cap)
     student = frame_indices(n, k, cap)

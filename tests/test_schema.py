@@ -1,4 +1,5 @@
 """trackers/schema.py: metric names round-trip through their parsers; the weights tags."""
+
 import pytest
 
 from trackers import schema
@@ -17,8 +18,15 @@ def test_time_metric_names_round_trip():
 
 def test_metric_scheme():
     """Durations are time/<phase>_s, stage curves train/stage<n>/<x>, Table II steps are the % of frames."""
-    for name in (schema.TRIAL_TIME_S, schema.EPOCH_S, schema.DECODE_S, schema.SWEEP_FEATURES_S,
-                 schema.SWEEP_TRIALS_S, schema.SWEEP_TIMING_S, *schema.TIMING_METRICS.values()):
+    for name in (
+        schema.TRIAL_TIME_S,
+        schema.EPOCH_S,
+        schema.DECODE_S,
+        schema.SWEEP_FEATURES_S,
+        schema.SWEEP_TRIALS_S,
+        schema.SWEEP_TIMING_S,
+        *schema.TIMING_METRICS.values(),
+    ):
         assert name.startswith(schema.TIME_PREFIX) and name.endswith("_s"), name
     assert schema.phase_time_metric("decode_frames") == "time/decode_frames_s"
     assert schema.phase_time_metric("tune k0.2 rep+ce") == "time/tune_k0.2_rep_ce_s"  # names MLflow accepts
@@ -42,15 +50,21 @@ def test_metric_lists_are_orders_of_the_same_names():
     assert len(set(schema.TEST_METRICS)) == 8 and schema.TEST_SCORE == "test/score"
 
 
-@pytest.mark.parametrize("weights, summary, detail", [
-    ({"inception": "pretrained", "cnn14": "pretrained", "fingerprint": "a-b"}, "pretrained",
-     "inception=pretrained,cnn14=pretrained"),
-    ({"inception": "random", "cnn14": "random"}, "random", "inception=random,cnn14=random"),
-    ({"inception": "pretrained", "cnn14": "random"}, "mixed", "inception=pretrained,cnn14=random"),
-    ({"inception": "random", "cnn10": "pretrained"}, "mixed", "inception=random,cnn10=pretrained"),  # any backbones
-    ({"inception": "pretrained", "cnn10": "pretrained"}, "pretrained", "inception=pretrained,cnn10=pretrained"),
-    ({"inception": "unknown"}, "mixed", "inception=unknown"),  # never claims pretrained or random without knowing
-])
+@pytest.mark.parametrize(
+    "weights, summary, detail",
+    [
+        (
+            {"inception": "pretrained", "cnn14": "pretrained", "fingerprint": "a-b"},
+            "pretrained",
+            "inception=pretrained,cnn14=pretrained",
+        ),
+        ({"inception": "random", "cnn14": "random"}, "random", "inception=random,cnn14=random"),
+        ({"inception": "pretrained", "cnn14": "random"}, "mixed", "inception=pretrained,cnn14=random"),
+        ({"inception": "random", "cnn10": "pretrained"}, "mixed", "inception=random,cnn10=pretrained"),  # any backbones
+        ({"inception": "pretrained", "cnn10": "pretrained"}, "pretrained", "inception=pretrained,cnn10=pretrained"),
+        ({"inception": "unknown"}, "mixed", "inception=unknown"),  # never claims pretrained or random without knowing
+    ],
+)
 def test_weights_tags(weights, summary, detail):
     assert schema.weights_tags(weights) == {schema.WEIGHTS: summary, schema.WEIGHTS_DETAIL: detail}
     assert summary in schema.WEIGHTS_KINDS

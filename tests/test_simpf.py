@@ -1,4 +1,5 @@
 """SimPF time pooling: shapes, identity at k=1, linearity, and agreement with a direct Hartley computation."""
+
 import math
 
 import numpy as np
@@ -7,7 +8,6 @@ import torch
 
 from avkd.errors import ConfigError
 from avkd.features.simpf import TIME_POOLS, dht2, low_rows, spectral_pool, time_pool
-
 
 
 def direct_dht2(x: np.ndarray) -> np.ndarray:
@@ -35,7 +35,7 @@ def reference_crop_rows(T: int, n: int) -> list[int]:
     rows = list(range(T))
     c = math.ceil(n / 2)
     if n % 2 == 1:
-        return rows[:c] + rows[-(c - 1):]
+        return rows[:c] + rows[-(c - 1) :]
     return rows[:c] + rows[-c:]
 
 
@@ -107,8 +107,11 @@ def test_other_pools(method):
     x = torch.arange(20, dtype=torch.float32).reshape(1, 1, 10, 2)
     out = time_pool(x, 0.2, method)
     assert out.shape == (1, 1, 2, 2)
-    expected = {"avg": [[4.0, 5.0], [14.0, 15.0]], "max": [[8.0, 9.0], [18.0, 19.0]],
-                "uniform": [[0.0, 1.0], [10.0, 11.0]]}[method]
+    expected = {
+        "avg": [[4.0, 5.0], [14.0, 15.0]],
+        "max": [[8.0, 9.0], [18.0, 19.0]],
+        "uniform": [[0.0, 1.0], [10.0, 11.0]],
+    }[method]
     torch.testing.assert_close(out[0, 0], torch.tensor(expected))
     assert time_pool(x, 1.0, method) is x
     assert time_pool(x, 0.55, method).shape[-2] == 6

@@ -1,5 +1,6 @@
 """What makes the default study cheap, without changing what it measures: the phase clock, caption
 pairs per epoch, which cells the Optuna search covers; and the trial identities they must not move."""
+
 import time
 
 import numpy as np
@@ -47,7 +48,9 @@ def test_phase_metric_names_are_valid_and_never_read_as_table_ii():
 def test_epoch_pairs_take_a_fresh_few_captions_of_every_video():
     rows = np.repeat(np.arange(6), [20, 20, 3, 20, 1, 20])
     rng = np.random.default_rng(0)
-    assert epoch_pairs(rows, None, rng) is None and rng.bit_generator.state == np.random.default_rng(0).bit_generator.state
+    assert (
+        epoch_pairs(rows, None, rng) is None and rng.bit_generator.state == np.random.default_rng(0).bit_generator.state
+    )
     first = epoch_pairs(rows, 4, rng)
     counts = np.bincount(rows[first], minlength=6)
     assert counts.tolist() == [4, 4, 3, 4, 1, 4] and len(set(first.tolist())) == len(first)
@@ -67,8 +70,9 @@ def test_training_on_a_few_captions_per_epoch_learns(tmp_path):
     teacher_in, _ = make_inputs()
     calls = []
     r = run_teacher(config(captions_per_video=1, epochs=20), teacher_in, 0, tmp_path, lambda m, s: calls.append(m))
-    blind = run_teacher(config(captions_per_video=1, epochs=20), teacher_in, 0, tmp_path / "b", lambda m, s: None,
-                        blind=True)
+    blind = run_teacher(
+        config(captions_per_video=1, epochs=20), teacher_in, 0, tmp_path / "b", lambda m, s: None, blind=True
+    )
     assert r.test_metrics["score"] > blind.test_metrics["score"]
     assert len(calls) == len(r.history) >= 2
 
@@ -86,8 +90,14 @@ def test_captions_per_video_is_checked_and_its_default_keeps_identities():
 
 
 def test_tune_cells_limit_the_search_and_must_be_in_the_grid():
-    cfg = parse_sweep({"name": "x", "grid": {"ks": [0.2, 0.6], "losses": ["rep", "rep+ce"]},
-                       "tune": {"num_samples": 2, "ks": [0.2], "losses": ["rep+ce"]}}, "x.yaml")
+    cfg = parse_sweep(
+        {
+            "name": "x",
+            "grid": {"ks": [0.2, 0.6], "losses": ["rep", "rep+ce"]},
+            "tune": {"num_samples": 2, "ks": [0.2], "losses": ["rep+ce"]},
+        },
+        "x.yaml",
+    )
     _, _, students = plan_trials(cfg, "fp")
     searched = [s for s in students if tuned_cell(cfg, s)]
     assert [(s.k, s.method) for s in searched] == [(0.2, "rep+ce")] and all(s.role == STUDENT for s in students)
@@ -123,5 +133,8 @@ def test_table1_marks_the_tuned_cells():
     def trial(tuned):
         return Trial("r", "student", "rep+ce", 0.2, "0", "h", "FINISHED", 0, None, {}, tuned=tuned)
 
-    assert Row("student", "rep+ce", 0.2, [trial(True), trial(True)]).label == "L_rep + L_CE student (k = 0.2, Optuna-tuned)"
+    assert (
+        Row("student", "rep+ce", 0.2, [trial(True), trial(True)]).label
+        == "L_rep + L_CE student (k = 0.2, Optuna-tuned)"
+    )
     assert Row("student", "rep+ce", 0.2, [trial(False)]).label == "L_rep + L_CE student (k = 0.2)"

@@ -1,5 +1,6 @@
 """The sweep as researchers drive it: what trials log as params, command-line overrides, --dry-run,
 the progress view and warnings once per sweep (issue 14)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,6 +22,7 @@ TINY = REPO / "sweeps" / "tiny.yaml"
 
 
 # ---- params: what varies ---------------------------------------------------------------------------
+
 
 def _varying(param_sets: list[dict]) -> set[str]:
     keys = set().union(*param_sets)
@@ -50,10 +52,11 @@ def test_trial_params_differ_exactly_in_what_varies(tiny_config):
 
 # ---- overrides --------------------------------------------------------------------------------------
 
+
 def test_overrides_are_yaml_typed():
-    assert parse_overrides(["training.epochs=3", "grid.ks=[0.2, 0.6]", "grid.blind=false", "tune=null",
-                            "name=x y"]) == {"training.epochs": 3, "grid.ks": [0.2, 0.6], "grid.blind": False,
-                                             "tune": None, "name": "x y"}
+    assert parse_overrides(
+        ["training.epochs=3", "grid.ks=[0.2, 0.6]", "grid.blind=false", "tune=null", "name=x y"]
+    ) == {"training.epochs": 3, "grid.ks": [0.2, 0.6], "grid.blind": False, "tune": None, "name": "x y"}
 
 
 def test_overrides_apply_and_validate_like_the_file(tmp_path):
@@ -77,6 +80,7 @@ def test_overrides_apply_and_validate_like_the_file(tmp_path):
 
 # ---- --dry-run ----------------------------------------------------------------------------------------
 
+
 def _sweep_file(tmp: Path, corpus: Path, db: Path) -> Path:
     d = yaml.safe_load(TINY.read_text())
     d["dataset"] = {**d["dataset"], "kind": "msrvtt", "root": str(corpus)}
@@ -89,10 +93,18 @@ def _sweep_file(tmp: Path, corpus: Path, db: Path) -> Path:
 
 
 def _dry_run(sweep: Path, *extra: str) -> subprocess.CompletedProcess:
-    code = ("import sys; from avkd.cli import main; rc = main(sys.argv[1:]); "
-            "import ray; print('RAY STARTED' if ray.is_initialized() else 'no ray'); sys.exit(rc)")
-    return subprocess.run([sys.executable, "-c", code, "sweep", str(sweep), "--dry-run", *extra], cwd=REPO,
-                          capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    code = (
+        "import sys; from avkd.cli import main; rc = main(sys.argv[1:]); "
+        "import ray; print('RAY STARTED' if ray.is_initialized() else 'no ray'); sys.exit(rc)"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, "sweep", str(sweep), "--dry-run", *extra],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tiny_corpus, tmp_path):
@@ -117,8 +129,13 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tiny_corpus, tmp_path):
     uri = f"sqlite:///{db}"
     exp = mt.ensure_experiment(uri, "tiny")
     with mt.RunLogger(uri, exp, "sweep", {schema.ROLE: "sweep"}) as parent:
-        with mt.RunLogger(uri, exp, teacher.name, {schema.ROLE: "teacher", schema.CONFIG_HASH: teacher.config_hash},
-                          parent_run_id=parent.run_id) as run:
+        with mt.RunLogger(
+            uri,
+            exp,
+            teacher.name,
+            {schema.ROLE: "teacher", schema.CONFIG_HASH: teacher.config_hash},
+            parent_run_id=parent.run_id,
+        ) as run:
             pass
     before = len(mt.search_all_runs(mt.mlflow_client(uri), exp))
     proc = _dry_run(sweep)
@@ -129,13 +146,20 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tiny_corpus, tmp_path):
 
 
 def test_bad_override_is_one_line_before_any_work(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "avkd", "sweep", "sweeps/tiny.yaml", "grid.ks=[1.5]"], cwd=REPO,
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "avkd", "sweep", "sweeps/tiny.yaml", "grid.ks=[1.5]"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: sweeps/tiny.yaml with grid.ks=[1.5]: grid.ks[0]: 1.5 is outside (0, 1]"
 
 
 # ---- progress and warnings ----------------------------------------------------------------------------
+
 
 def test_plain_progress_lines_without_a_terminal():
     import time
@@ -168,6 +192,7 @@ def test_plain_progress_lines_without_a_terminal():
 def test_each_warning_once_per_sweep_across_processes(tmp_path):
     code = "from avkd.warn import warn_once; warn_once('SPICE not available'); warn_once('SPICE not available')"
     env = {**os.environ, "PYTHONPATH": str(REPO), "AVKD_WARN_DIR": str(tmp_path)}
-    errs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stderr
-            for _ in range(3)]
+    errs = [
+        subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stderr for _ in range(3)
+    ]
     assert "".join(errs).count("warning: SPICE not available") == 1

@@ -1,4 +1,5 @@
 """The tiny sweep end to end through the real CLI, real Ray and real MLflow (SQLite, then a real server)."""
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,14 @@ def tiny_sweep_file(tmp: Path, corpus: Path, uri: str | None, **grid) -> Path:
 def run_sweep_cli(sweep: Path, tmp: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "RAY_ADDRESS": "", **(env or {})}
     full_env.pop("RAY_ADDRESS")
-    return subprocess.run([sys.executable, "-m", "avkd", "sweep", str(sweep), "--report-out", str(tmp / "reports")],
-                          cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "avkd", "sweep", str(sweep), "--report-out", str(tmp / "reports")],
+        cwd=REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def child_runs(uri: str, experiment: str):
@@ -54,8 +61,17 @@ def check_tracking(uri: str) -> dict[str, int]:
         tags, metrics = r.data.tags, r.data.metrics
         assert r.info.status == "FINISHED", (r.info.run_name, r.info.status)
         assert tags["mlflow.parentRunId"] in parent_ids
-        for key in ("avkd.k", "avkd.loss", "avkd.seed", "avkd.config_hash", "avkd.sweep", "avkd.weights",
-                    "avkd.dataset_fingerprint", "avkd.git_commit", "avkd.score_metrics"):
+        for key in (
+            "avkd.k",
+            "avkd.loss",
+            "avkd.seed",
+            "avkd.config_hash",
+            "avkd.sweep",
+            "avkd.weights",
+            "avkd.dataset_fingerprint",
+            "avkd.git_commit",
+            "avkd.score_metrics",
+        ):
             assert tags.get(key), (r.info.run_name, key)
         assert tags["avkd.weights"] == "random"
         for m in ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider", "score"):
@@ -100,11 +116,26 @@ def test_tiny_sweep_against_a_real_mlflow_server(tiny_corpus, tmp_path):
     port = _free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "artifacts")],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)  # its own process group: stopping it stops its workers too
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # its own process group: stopping it stops its workers too
     uri = f"http://127.0.0.1:{port}"
     try:
         import urllib.request

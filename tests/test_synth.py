@@ -1,4 +1,5 @@
 """The synthetic corpus (v2): determinism, layout, splits, versioning, and captions that follow what is in the clips."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,26 @@ from avkd.features.sampling import frame_indices
 N = 12
 ANNOTATIONS = (synth.TRAIN_VAL_FILE, synth.TEST_FILE)
 # Words that claim a sound is there (silent captions say "no sound", "nothing can be heard" instead).
-SOUND_WORDS = {"tone", "hum", "drone", "note", "beeps", "beeping", "bleeps", "pips", "noise", "hiss", "hissing",
-               "static", "bang", "pop", "crash", "thud", "plays", "play"}
+SOUND_WORDS = {
+    "tone",
+    "hum",
+    "drone",
+    "note",
+    "beeps",
+    "beeping",
+    "bleeps",
+    "pips",
+    "noise",
+    "hiss",
+    "hissing",
+    "static",
+    "bang",
+    "pop",
+    "crash",
+    "thud",
+    "plays",
+    "play",
+}
 EVENT_WORDS = {"flash": {"flash", "flashes"}, "cross": {"cross", "plus"}, "bang": {"bang", "pop", "crash", "thud"}}
 DIRECTION_WORDS = {"left", "right", "leftward", "rightward", "upward", "downward", "rises", "falls", "moves", "moving"}
 
@@ -29,8 +48,11 @@ DIRECTION_WORDS = {"left", "right", "leftward", "rightward", "upward", "downward
 @pytest.fixture(scope="module")
 def corpora(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("synth")
-    return {"a": synth.generate(d / "a", videos=N, seed=0), "b": synth.generate(d / "b", videos=N, seed=0),
-            "c": synth.generate(d / "c", videos=N, seed=1)}
+    return {
+        "a": synth.generate(d / "a", videos=N, seed=0),
+        "b": synth.generate(d / "b", videos=N, seed=0),
+        "c": synth.generate(d / "c", videos=N, seed=1),
+    }
 
 
 def entries(root: Path) -> list[dict]:
@@ -51,10 +73,12 @@ def test_same_seed_is_identical(corpora):
         assert (a / name).read_bytes() == (b / name).read_bytes()
     for vid in ("video0", "video11"):
         n = probe(a / "videos" / f"{vid}.mp4").num_frames
-        np.testing.assert_array_equal(read_frames(a / "videos" / f"{vid}.mp4", range(n)),
-                                      read_frames(b / "videos" / f"{vid}.mp4", range(n)))
-        np.testing.assert_array_equal(read_audio(a / "videos" / f"{vid}.mp4")[0],
-                                      read_audio(b / "videos" / f"{vid}.mp4")[0])
+        np.testing.assert_array_equal(
+            read_frames(a / "videos" / f"{vid}.mp4", range(n)), read_frames(b / "videos" / f"{vid}.mp4", range(n))
+        )
+        np.testing.assert_array_equal(
+            read_audio(a / "videos" / f"{vid}.mp4")[0], read_audio(b / "videos" / f"{vid}.mp4")[0]
+        )
 
 
 def test_mp4_files_are_byte_identical(corpora, tmp_path):
@@ -74,8 +98,10 @@ def test_mp4_files_are_byte_identical(corpora, tmp_path):
 def test_other_seed_differs(corpora):
     assert (corpora["a"] / synth.TRAIN_VAL_FILE).read_bytes() != (corpora["c"] / synth.TRAIN_VAL_FILE).read_bytes()
     assert captions_of(corpora["a"])["video0"] != captions_of(corpora["c"])["video0"]
-    assert not np.array_equal(read_frames(corpora["a"] / "videos" / "video0.mp4", [0]),
-                              read_frames(corpora["c"] / "videos" / "video0.mp4", [0]))
+    assert not np.array_equal(
+        read_frames(corpora["a"] / "videos" / "video0.mp4", [0]),
+        read_frames(corpora["c"] / "videos" / "video0.mp4", [0]),
+    )
 
 
 def test_layout_counts_and_splits(corpora):
@@ -148,8 +174,13 @@ def test_objects_drift_but_the_direction_is_never_captioned():
         masks = [np.abs(f - np.array(c.colour_rgb)).sum(axis=2) < 10 for f in (frames[0], frames[-1])]
         (y0, x0), (y1, x1) = (np.argwhere(m).mean(axis=0) for m in masks)
         dx, dy = x1 - x0, y1 - y0
-        expected = {"left": dx < -10, "right": dx > 10, "up": dy < -10, "down": dy > 10,
-                    "none": abs(dx) < 1 and abs(dy) < 1}[c.drift]
+        expected = {
+            "left": dx < -10,
+            "right": dx > 10,
+            "up": dy < -10,
+            "down": dy > 10,
+            "none": abs(dx) < 1 and abs(dy) < 1,
+        }[c.drift]
         assert expected, (c.drift, dx, dy)
         for caption in synth.make_captions(c, 0, index):
             assert not DIRECTION_WORDS & set(tokenize_caption(caption)), caption
@@ -204,8 +235,10 @@ def test_brief_events_are_brief_and_visible():
             flashes += 1
         elif c.visual_event == "cross" and crosses < 3:
             frames = synth.render_frames(c)
-            def changed(f: int) -> int:
+
+            def changed(f: int, frames: np.ndarray = frames) -> int:
                 return int((np.abs(frames[f].astype(int) - frames[f - 1]).sum(axis=2) > 100).sum())
+
             assert changed(first) > 20 and changed(last) > 20  # the cross pops up, and goes again
             crosses += 1
         if c.audio_event == "bang":
@@ -228,7 +261,14 @@ def test_every_caption_names_the_visual_attributes_the_sound_and_every_event():
             if c.count > 1:
                 assert {2: "two", 3: "three"}[c.count] in words, caption
             if c.sound == "silence":
-                assert not SOUND_WORDS & words and words & {"silence", "silently", "silent", "no", "nothing", "without"}, caption
+                assert not SOUND_WORDS & words and words & {
+                    "silence",
+                    "silently",
+                    "silent",
+                    "no",
+                    "nothing",
+                    "without",
+                }, caption
             else:
                 assert words & {n for n, _ in synth.SOUND_NOUNS[c.sound]}, caption
             if c.pitch:
@@ -265,7 +305,9 @@ def test_written_annotations_are_the_annotations_function(corpora):
         assert (corpora["a"] / name).read_text() == json.dumps(ann)
     info = ann["info"]
     assert info["corpus_version"] == synth.CORPUS_VERSION == 2 and info["generator"] == synth.GENERATOR
-    stored = {v["video_id"]: v["avkd"] for e in ANNOTATIONS for v in json.loads((corpora["a"] / e).read_text())["videos"]}
+    stored = {
+        v["video_id"]: v["avkd"] for e in ANNOTATIONS for v in json.loads((corpora["a"] / e).read_text())["videos"]
+    }
     assert stored["video3"] == json.loads(json.dumps(synth.asdict(synth.clip_specs(N, 0)[3])))
     assert load_msrvtt(corpora["a"]).issues == []  # the loader ignores the extra fields
 
@@ -278,8 +320,11 @@ def test_an_older_corpus_version_is_refused_and_fingerprinted_apart(corpora, tmp
         del data["info"]["corpus_version"]
         (old / name).write_text(json.dumps(data))
     assert load_msrvtt(old).fingerprint() != load_msrvtt(corpora["a"]).fingerprint()
-    with pytest.raises(DataError, match=r"already holds a synthetic corpus with \{'videos': 12, 'seed': 0, "
-                                        r"'corpus_version': 1\}.*corpus_version=2"):
+    with pytest.raises(
+        DataError,
+        match=r"already holds a synthetic corpus with \{'videos': 12, 'seed': 0, "
+        r"'corpus_version': 1\}.*corpus_version=2",
+    ):
         synth.generate(old, videos=N, seed=0)
 
 
@@ -288,7 +333,9 @@ def test_existing_corpus_is_reused_and_foreign_folder_refused(corpora, tmp_path)
     before = (root / synth.TRAIN_VAL_FILE).stat().st_mtime_ns
     assert synth.generate(root, videos=N, seed=0) == root
     assert (root / synth.TRAIN_VAL_FILE).stat().st_mtime_ns == before
-    with pytest.raises(DataError, match=r"already holds a synthetic corpus with \{'videos': 12, 'seed': 0, 'corpus_version': 2\}"):
+    with pytest.raises(
+        DataError, match=r"already holds a synthetic corpus with \{'videos': 12, 'seed': 0, 'corpus_version': 2\}"
+    ):
         synth.generate(root, videos=N, seed=5)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")

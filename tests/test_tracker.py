@@ -1,4 +1,5 @@
 """trackers/mlflow_tracker.py against a real MLflow SQLite store in tmp_path."""
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,14 @@ def store(db, request):
 
 
 def trial_tags(**extra) -> dict:
-    tags = {schema.ROLE: "student", schema.K: "0.2", schema.LOSS: "rep+ce", schema.SEED: "0",
-            schema.CONFIG_HASH: "h0", schema.SWEEP: "unit"}
+    tags = {
+        schema.ROLE: "student",
+        schema.K: "0.2",
+        schema.LOSS: "rep+ce",
+        schema.SEED: "0",
+        schema.CONFIG_HASH: "h0",
+        schema.SWEEP: "unit",
+    }
     tags.update(extra)
     return tags
 
@@ -70,8 +77,12 @@ def test_concurrent_first_use_of_a_fresh_db(tmp_path):
     """Three processes creating the same fresh SQLite DB and experiment at once all get the same id."""
     uri = f"sqlite:///{tmp_path / 'fresh.db'}"
     code = f"from trackers.mlflow_tracker import ensure_experiment; print(ensure_experiment({uri!r}, 'race'))"
-    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=mt.REPO_ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], cwd=mt.REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], [err[-500:] for _, err in outs]
     assert len({out.strip() for out, _ in outs}) == 1
@@ -116,8 +127,13 @@ def test_runs_nesting_tags_params_metrics_artifacts(store, tmp_path):
     assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [(0, 3.0), (1, 2.0), (2, 1.0)]
     assert got.data.metrics["test/bleu_1"] == 0.7 and got.data.metrics["test/score"] == 0.4
     names = {f.path for f in client.list_artifacts(run.run_id)}
-    assert {"checkpoint", "folder", schema.ARTIFACT_EXTRACTION_ERRORS, schema.ARTIFACT_CONFIG,
-            schema.ARTIFACT_PER_VIDEO} <= names
+    assert {
+        "checkpoint",
+        "folder",
+        schema.ARTIFACT_EXTRACTION_ERRORS,
+        schema.ARTIFACT_CONFIG,
+        schema.ARTIFACT_PER_VIDEO,
+    } <= names
     local = Path(client.download_artifacts(run.run_id, "checkpoint/best.pt", str(tmp_path / "dl")))
     assert local.read_bytes() == b"\x00checkpoint"
     # artifacts physically live next to the DB, not in the working directory
@@ -187,7 +203,9 @@ def test_finished_runs_by_hash(store):
     with mt.RunLogger(uri, exp_id, "sweep", {schema.ROLE: "sweep"}) as parent:
         with mt.RunLogger(uri, exp_id, "a-old", trial_tags(**{schema.CONFIG_HASH: "a"}), parent_run_id=parent.run_id):
             pass
-        with mt.RunLogger(uri, exp_id, "a-new", trial_tags(**{schema.CONFIG_HASH: "a"}), parent_run_id=parent.run_id) as a_new:
+        with mt.RunLogger(
+            uri, exp_id, "a-new", trial_tags(**{schema.CONFIG_HASH: "a"}), parent_run_id=parent.run_id
+        ) as a_new:
             pass
         with pytest.raises(RuntimeError):
             with mt.RunLogger(uri, exp_id, "b", trial_tags(**{schema.CONFIG_HASH: "b"}), parent_run_id=parent.run_id):
@@ -214,9 +232,12 @@ def test_mark_stale_runs_only_ends_runs_whose_driver_is_gone(store):
     dead = sweep_run("dead", **{schema.OWNER: dead_owner})
     reused = sweep_run("reused", **{schema.OWNER: reused_pid})
     live = sweep_run("live", **{schema.OWNER: str(Owner.current())})
-    elsewhere_old = sweep_run("elsewhere-old", **{schema.OWNER: "other-host:1:1",
-                                                  schema.HEARTBEAT: str(time.time() - HEARTBEAT_STALE_S - 5)})
-    elsewhere_fresh = sweep_run("elsewhere-fresh", **{schema.OWNER: "other-host:1:1", schema.HEARTBEAT: str(time.time())})
+    elsewhere_old = sweep_run(
+        "elsewhere-old", **{schema.OWNER: "other-host:1:1", schema.HEARTBEAT: str(time.time() - HEARTBEAT_STALE_S - 5)}
+    )
+    elsewhere_fresh = sweep_run(
+        "elsewhere-fresh", **{schema.OWNER: "other-host:1:1", schema.HEARTBEAT: str(time.time())}
+    )
     child_of_dead = mt.RunLogger(uri, exp_id, "t1", trial_tags(), parent_run_id=dead).run_id
     child_of_live = mt.RunLogger(uri, exp_id, "t2", trial_tags(), parent_run_id=live).run_id
     loose = mt.RunLogger(uri, exp_id, "loose", trial_tags()).run_id
@@ -227,8 +248,13 @@ def test_mark_stale_runs_only_ends_runs_whose_driver_is_gone(store):
     assert sorted(stale) == sorted([dead, reused, elsewhere_old, child_of_dead])
     client = MlflowClient(uri)
     status = {r: client.get_run(r).info.status for r in (live, elsewhere_fresh, child_of_live, loose, done.run_id)}
-    assert status == {live: "RUNNING", elsewhere_fresh: "RUNNING", child_of_live: "RUNNING", loose: "RUNNING",
-                      done.run_id: "FINISHED"}
+    assert status == {
+        live: "RUNNING",
+        elsewhere_fresh: "RUNNING",
+        child_of_live: "RUNNING",
+        loose: "RUNNING",
+        done.run_id: "FINISHED",
+    }
     assert mt.mark_stale_runs(uri, exp_id) == []
 
 
@@ -253,15 +279,36 @@ def test_open_sweep_run_continues_the_same_sweep(store):
 
 def _timing_result() -> dict:
     return {
-        "videos": 4, "threads": 2, "device": "cpu", "image_size": 128,
+        "videos": 4,
+        "threads": 2,
+        "device": "cpu",
+        "image_size": 128,
         "weights": {"inception": "random", "cnn14": "random", "fingerprint": "abc123"},
         "variants": [
-            {"k": 1.0, "name": "teacher", "extract_mean_s": 2.0, "extract_std_s": 0.2, "e2e_mean_s": 2.5,
-             "e2e_std_s": 0.25, "extract_reduction_pct": 0.0, "e2e_reduction_pct": 0.0,
-             "frames_mean": 30, "audio_frames_mean": 100},
-            {"k": 0.2, "name": "k0.2", "extract_mean_s": 0.5, "extract_std_s": 0.05, "e2e_mean_s": 1.0,
-             "e2e_std_s": 0.1, "extract_reduction_pct": 75.0, "e2e_reduction_pct": 60.0,
-             "frames_mean": 6, "audio_frames_mean": 20},
+            {
+                "k": 1.0,
+                "name": "teacher",
+                "extract_mean_s": 2.0,
+                "extract_std_s": 0.2,
+                "e2e_mean_s": 2.5,
+                "e2e_std_s": 0.25,
+                "extract_reduction_pct": 0.0,
+                "e2e_reduction_pct": 0.0,
+                "frames_mean": 30,
+                "audio_frames_mean": 100,
+            },
+            {
+                "k": 0.2,
+                "name": "k0.2",
+                "extract_mean_s": 0.5,
+                "extract_std_s": 0.05,
+                "e2e_mean_s": 1.0,
+                "e2e_std_s": 0.1,
+                "extract_reduction_pct": 75.0,
+                "e2e_reduction_pct": 60.0,
+                "frames_mean": 6,
+                "audio_frames_mean": 20,
+            },
         ],
     }
 
@@ -283,14 +330,20 @@ def test_log_timing_run(store, tmp_path):
         0.2: {(False, False): 0.5, (False, True): 0.05, (True, False): 1.0, (True, True): 0.1},
     }
     tags = got.data.tags
-    assert (tags[schema.ROLE], tags[schema.SWEEP], tags[schema.WEIGHTS], tags[schema.PARENT]) == \
-        ("timing", "unit", "random", parent.run_id)
+    assert (tags[schema.ROLE], tags[schema.SWEEP], tags[schema.WEIGHTS], tags[schema.PARENT]) == (
+        "timing",
+        "unit",
+        "random",
+        parent.run_id,
+    )
     assert tags[schema.WEIGHTS_DETAIL] == "inception=random,cnn14=random"  # schema.weights_tags, per backbone
     assert tags[schema.GIT_COMMIT] == mt.git_commit()
     assert mt.finished_runs_by_hash(uri, exp_id) == {"timing-h": run_id}  # a resumed sweep can skip it
     assert got.data.params["bench.videos"] == "4" and got.data.params["model.hidden"] == "512"
     assert "distill.losses.rep_ce" in got.data.params  # "+" is not allowed in MLflow keys
-    saved = json.loads(Path(MlflowClient(uri).download_artifacts(run_id, schema.ARTIFACT_TIMING, str(tmp_path))).read_text())
+    saved = json.loads(
+        Path(MlflowClient(uri).download_artifacts(run_id, schema.ARTIFACT_TIMING, str(tmp_path))).read_text()
+    )
     assert saved == _timing_result()
     # without a parent: the sweep's experiment (created on demand), from cfg.tracking.uri
     other = parse_sweep({"name": "bench-only", "tracking": {"uri": uri}})
@@ -353,11 +406,29 @@ def test_survives_a_tracking_server_restart(tmp_path):
     servers: list[subprocess.Popen] = []
 
     def start() -> None:
-        servers.append(subprocess.Popen(
-            [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'srv.db'}",
-             "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-             "--workers", "1"], cwd=tmp_path, stdout=log, stderr=log, start_new_session=True,
-            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}))
+        servers.append(
+            subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "mlflow"),
+                    "server",
+                    "--backend-store-uri",
+                    f"sqlite:///{tmp_path / 'srv.db'}",
+                    "--artifacts-destination",
+                    str(tmp_path / "artifacts"),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    "1",
+                ],
+                cwd=tmp_path,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            )
+        )
 
     def wait_healthy() -> None:
         deadline = time.monotonic() + 90

@@ -1,4 +1,5 @@
 """Trial training end to end on tiny synthetic latents whose captions depend on the latent."""
+
 import csv
 import json
 
@@ -44,16 +45,20 @@ def make_inputs(n=(40, 12, 12), dim=8, seed=0):
             refs[v] = [TEMPLATES[(j + i) % 4].format(c=COLOURS[colour[i]], o=OBJECTS[obj[i]]) for j in range(4)]
             toks[v] = [tokenize_caption(r) for r in refs[v]]
     vocab = Vocabulary.build([t for v in teacher["train"].video_ids for t in toks[v]])
-    return (TrialInputs(vocab, toks, refs, teacher),
-            TrialInputs(vocab, toks, refs, student, teacher_features=teacher))
+    return (TrialInputs(vocab, toks, refs, teacher), TrialInputs(vocab, toks, refs, student, teacher_features=teacher))
 
 
 def config(**training):
-    return parse_sweep({
-        "name": "t", "model": {"embed_dim": 32, "hidden": 64, "layers": 2, "dropout": 0.1},
-        "training": {"epochs": 12, "batch_size": 32, "lr": 0.005, "patience": 4, **training},
-        "distill": {"mlp": {"hidden": [64, 64], "dropout": 0.0}, "rep_epochs": 15},
-        "decoding": {"beam_size": 3, "max_len": 10}, "features": {"device": "cpu"}})
+    return parse_sweep(
+        {
+            "name": "t",
+            "model": {"embed_dim": 32, "hidden": 64, "layers": 2, "dropout": 0.1},
+            "training": {"epochs": 12, "batch_size": 32, "lr": 0.005, "patience": 4, **training},
+            "distill": {"mlp": {"hidden": [64, 64], "dropout": 0.0}, "rep_epochs": 15},
+            "decoding": {"beam_size": 3, "max_len": 10},
+            "features": {"device": "cpu"},
+        }
+    )
 
 
 class Log:
@@ -96,7 +101,7 @@ def test_students_learn_from_the_teacher_latent_space(trained):
 def test_result_files_and_metrics(trained):
     _, teacher_in, _, results, _ = trained
     test_ids = teacher_in.features["test"].video_ids
-    for name, r in results.items():
+    for r in results.values():
         assert set(r.test_metrics) >= {"bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider", "score"}
         assert r.score_metrics[:4] == ["bleu", "meteor", "rouge_l", "cider"]
         caps = json.loads(r.captions_path.read_text())
@@ -158,8 +163,16 @@ def test_same_seed_same_result_and_test_split_never_selects(tmp_path):
 
 def test_tuning_trial_leaves_test_unseen(trained, tmp_path):
     cfg, _, student_in, results, _ = trained
-    r = run_student(config(epochs=2), student_in, "rep+ce", results["teacher"].checkpoint, 0, tmp_path,
-                    lambda m, s: None, evaluate_test=False)
+    r = run_student(
+        config(epochs=2),
+        student_in,
+        "rep+ce",
+        results["teacher"].checkpoint,
+        0,
+        tmp_path,
+        lambda m, s: None,
+        evaluate_test=False,
+    )
     assert r.test_metrics == {} and r.captions_path is None and r.per_video_path is None
     assert r.checkpoint.is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]
     assert r.val_best == max(h["val/cider"] for h in r.history)
@@ -181,8 +194,9 @@ def test_bad_inputs_are_clear_errors(trained, tmp_path):
     shuffled = dict(student_in.features)
     t = shuffled["validate"]
     shuffled["validate"] = Split(t.video_ids[::-1], t.audio[::-1], t.visual[::-1])
-    bad = TrialInputs(student_in.vocab, student_in.captions, student_in.references, shuffled,
-                      student_in.teacher_features)
+    bad = TrialInputs(
+        student_in.vocab, student_in.captions, student_in.references, shuffled, student_in.teacher_features
+    )
     with pytest.raises(DataError, match="validate split: student and teacher features list different videos"):
         run_student(cfg, bad, "rep", ck, 0, tmp_path, lambda m, s: None)
     refs = {k: v for k, v in teacher_in.references.items() if k != "validate3"}
@@ -194,8 +208,12 @@ def test_bad_inputs_are_clear_errors(trained, tmp_path):
     audio[5, 0] = np.nan
     nan["train"] = Split(nan["train"].video_ids, audio, nan["train"].visual)
     with pytest.raises(DataError, match="video 'train5' has non-finite features"):
-        run_teacher(cfg, TrialInputs(teacher_in.vocab, teacher_in.captions, teacher_in.references, nan), 0,
-                    tmp_path, lambda m, s: None)
+        run_teacher(
+            cfg,
+            TrialInputs(teacher_in.vocab, teacher_in.captions, teacher_in.references, nan),
+            0,
+            tmp_path,
+            lambda m, s: None,
+        )
     with pytest.raises(DataError, match="no such checkpoint"):
         run_student(cfg, student_in, "rep", tmp_path / "missing.pt", 0, tmp_path, lambda m, s: None)
-

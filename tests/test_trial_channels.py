@@ -1,6 +1,7 @@
 """How a trial gets what it needs without the driver's disk: its inputs through Ray's object store
 (avkd/sweep/inputs.py), its teacher's and guides' checkpoints from the tracking store
 (avkd/sweep/checkpoints.py), and extraction shards' features back to the driver's cache."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,8 +17,14 @@ from avkd.sweep.plan import SweepContext
 
 def _table(k: float, ids: list[str], errors=()) -> LatentTable:
     rng = np.random.default_rng(int(k * 10))
-    return LatentTable(k, "spectral", ids, rng.random((len(ids), 3), np.float32), rng.random((len(ids), 4), np.float32),
-                       errors=list(errors))
+    return LatentTable(
+        k,
+        "spectral",
+        ids,
+        rng.random((len(ids), 3), np.float32),
+        rng.random((len(ids), 4), np.float32),
+        errors=list(errors),
+    )
 
 
 def test_inputs_cross_the_object_store(tiny_corpus):
@@ -39,17 +46,34 @@ def test_inputs_cross_the_object_store(tiny_corpus):
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR")
     try:
-        ctx = SweepContext(config={}, sweep_file="s.yaml", sweep_name="s", tracking_uri="", experiment_id="",
-                           parent_run_id="", inputs=share(inputs), trials_dir="", cpus_per_trial=1, weights="random",
-                           dataset_fingerprint="", git_commit="", extraction_errors={})
+        ctx = SweepContext(
+            config={},
+            sweep_file="s.yaml",
+            sweep_name="s",
+            tracking_uri="",
+            experiment_id="",
+            parent_run_id="",
+            inputs=share(inputs),
+            trials_dir="",
+            cpus_per_trial=1,
+            weights="random",
+            dataset_fingerprint="",
+            git_commit="",
+            extraction_errors={},
+        )
 
         @ray.remote(num_cpus=0)
         def in_a_task(ctx: dict) -> tuple:
             got = fetch(SweepContext.from_dict(ctx).inputs)
             student = trial_inputs(got, 0.2, blind=False, with_teacher=True, guide_ks={"mentor": 1.0})
             blind = trial_inputs(got, 1.0, blind=True, with_teacher=False, guide_ks={})
-            return got.vocab, student.features["train"].visual, student.teacher_features["train"].video_ids, \
-                blind.features["test"].audio, sorted(student.guide_features)
+            return (
+                got.vocab,
+                student.features["train"].visual,
+                student.teacher_features["train"].video_ids,
+                blind.features["test"].audio,
+                sorted(student.guide_features),
+            )
 
         vocab, visual, teacher_ids, blind_audio, guides = ray.get(in_a_task.remote(ctx.to_dict()))
     finally:

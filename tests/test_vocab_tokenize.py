@@ -2,6 +2,7 @@
 
 The agreement test runs the real PTB tokenizer (Java) that validation and test scoring use.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -11,21 +12,24 @@ import pytest
 from avkd.data.vocab import needs_normalization, normalize_text, tokenize_caption
 
 
-@pytest.mark.parametrize("caption, tokens", [
-    ("A garçon drinks café.", ["a", "garçon", "drinks", "café"]),
-    ("cafe\u0301 au lait", ["café", "au", "lait"]),  # combining acute accent: composed by NFKC
-    ("He don\u2019t know", ["he", "do", "n't", "know"]),  # typographic apostrophe
-    ("He don't know", ["he", "do", "n't", "know"]),  # ASCII apostrophe: the same tokens
-    ("I can't, they won't", ["i", "ca", "n't", "they", "wo", "n't"]),
-    ("the man\u2019s dog; they're here, I'm", ["the", "man", "'s", "dog", "they", "'re", "here", "i", "'m"]),
-    ("МУЖЧИНА поёт песню", ["мужчина", "поёт", "песню"]),  # Cyrillic, upper case folded
-    ("一个男人在唱歌。", ["一个男人在唱歌"]),  # CJK: no spaces, so one token (as PTB)
-    ("नमस्ते दुनिया", ["नमस्ते", "दुनिया"]),  # Devanagari vowel signs (marks) stay in their word
-    ("Straße \ufb01ne \uff21\uff22\uff23", ["strasse", "fine", "abc"]),  # casefold, ligature, full width
-    ("a t-shirt at 3.5 o'clock", ["a", "t-shirt", "at", "3.5", "o'clock"]),
-    ("'quoted' (paren) dogs' toys -- !!!", ["quoted", "paren", "dogs", "toys"]),
-    ("A Man,\nTALKING!", ["a", "man", "talking"]),
-])
+@pytest.mark.parametrize(
+    "caption, tokens",
+    [
+        ("A garçon drinks café.", ["a", "garçon", "drinks", "café"]),
+        ("cafe\u0301 au lait", ["café", "au", "lait"]),  # combining acute accent: composed by NFKC
+        ("He don\u2019t know", ["he", "do", "n't", "know"]),  # typographic apostrophe
+        ("He don't know", ["he", "do", "n't", "know"]),  # ASCII apostrophe: the same tokens
+        ("I can't, they won't", ["i", "ca", "n't", "they", "wo", "n't"]),
+        ("the man\u2019s dog; they're here, I'm", ["the", "man", "'s", "dog", "they", "'re", "here", "i", "'m"]),
+        ("МУЖЧИНА поёт песню", ["мужчина", "поёт", "песню"]),  # Cyrillic, upper case folded
+        ("一个男人在唱歌。", ["一个男人在唱歌"]),  # CJK: no spaces, so one token (as PTB)
+        ("नमस्ते दुनिया", ["नमस्ते", "दुनिया"]),  # Devanagari vowel signs (marks) stay in their word
+        ("Straße \ufb01ne \uff21\uff22\uff23", ["strasse", "fine", "abc"]),  # casefold, ligature, full width
+        ("a t-shirt at 3.5 o'clock", ["a", "t-shirt", "at", "3.5", "o'clock"]),
+        ("'quoted' (paren) dogs' toys -- !!!", ["quoted", "paren", "dogs", "toys"]),
+        ("A Man,\nTALKING!", ["a", "man", "talking"]),
+    ],
+)
 def test_tokenize(caption, tokens):
     assert tokenize_caption(caption) == tokens
 
@@ -35,10 +39,19 @@ def test_apostrophe_variants_are_one_token():
     assert {tuple(tokenize_caption(v)) for v in variants} == {("do", "n't")}
 
 
-@pytest.mark.parametrize("caption, needed", [
-    ("A MAN talks", False), ("a garçon", False), ("мужчина", False),
-    ("don\u2019t", True), ("cafe\u0301", True), ("\ufb01ne", True), ("Straße", True), ("\uff21bc", True),
-])
+@pytest.mark.parametrize(
+    "caption, needed",
+    [
+        ("A MAN talks", False),
+        ("a garçon", False),
+        ("мужчина", False),
+        ("don\u2019t", True),
+        ("cafe\u0301", True),
+        ("\ufb01ne", True),
+        ("Straße", True),
+        ("\uff21bc", True),
+    ],
+)
 def test_needs_normalization(caption, needed):
     assert needs_normalization(caption) is needed
 
@@ -50,9 +63,18 @@ def test_normalize_text_is_idempotent():
 
 
 AGREEMENT = [
-    "A garçon drinks café.", "cafe\u0301 au lait", "He don\u2019t know", "I can't, they won't",
-    "the man\u2019s dog; they're here, I'm", "МУЖЧИНА поёт песню", "一个男人在唱歌", "Straße \ufb01ne \uff21\uff22\uff23",
-    "a t-shirt at 3.5 o'clock", "'quoted' dogs' toys -- !", "A Man,\nTALKING!", "we've been, you'll see, she'd go",
+    "A garçon drinks café.",
+    "cafe\u0301 au lait",
+    "He don\u2019t know",
+    "I can't, they won't",
+    "the man\u2019s dog; they're here, I'm",
+    "МУЖЧИНА поёт песню",
+    "一个男人在唱歌",
+    "Straße \ufb01ne \uff21\uff22\uff23",
+    "a t-shirt at 3.5 o'clock",
+    "'quoted' dogs' toys -- !",
+    "A Man,\nTALKING!",
+    "we've been, you'll see, she'd go",
 ]
 
 

@@ -1,4 +1,5 @@
 """MLflow tracking for avkd (schema.py is the contract)."""
+
 import os as _os
 
 # MLflow's telemetry writes ~/.config/mlflow/telemetry.json and tries to phone home: off.

@@ -11,6 +11,7 @@ Where things are stored:
   (for the default store that is `<repo>/mlruns/artifacts/...`), set explicitly when the experiment is
   created because MLflow's default (./mlartifacts) depends on the working directory.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -50,9 +51,18 @@ BATCH_METRICS = 1000  # MLflow's limit of metrics per log_batch call
 
 # Substrings of errors worth retrying: a locked SQLite file, a tracking server that is restarting.
 _TRANSIENT = (
-    "database is locked", "connection refused", "connection reset", "connection aborted",
-    "max retries exceeded", "remote end closed", "service unavailable", "bad gateway",
-    "gateway timeout", "timed out", "too many requests", "temporarily unavailable",
+    "database is locked",
+    "connection refused",
+    "connection reset",
+    "connection aborted",
+    "max retries exceeded",
+    "remote end closed",
+    "service unavailable",
+    "bad gateway",
+    "gateway timeout",
+    "timed out",
+    "too many requests",
+    "temporarily unavailable",
 )
 # Errors no retry can fix, checked first: MLflow reports every SQLAlchemy OperationalError as
 # TEMPORARILY_UNAVAILABLE, a read-only or full database included (issue 15: 30 s of retries per call).
@@ -60,13 +70,16 @@ _PERMANENT = {
     "readonly database": "read-only database (check file permissions)",
     "file is not a database": "not an SQLite database",
     "database disk image is malformed": "corrupt SQLite database",
-    "database or disk is full": "disk full", "no space left on device": "disk full",
+    "database or disk is full": "disk full",
+    "no space left on device": "disk full",
     "no such table": "not an MLflow database (no such table)",
-    "permission denied": "permission denied", "unable to open database file": "cannot open the database file",
+    "permission denied": "permission denied",
+    "unable to open database file": "cannot open the database file",
 }
 
 
 # ---- where runs are stored ---------------------------------------------------------------------
+
 
 def resolve_tracking_uri(cfg_uri: str | None = None) -> str:
     """The tracking URI: the sweep file's, else $MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlflow.db."""
@@ -80,7 +93,7 @@ def sqlite_path(uri: str) -> Path | None:
     """The database file of a `sqlite:///...` URI (relative paths are relative to the cwd, as MLflow does)."""
     if not uri.startswith("sqlite:///"):
         return None
-    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    path = uri[len("sqlite:///") :].split("?", 1)[0]
     return None if path in ("", ":memory:") else Path(path).resolve()
 
 
@@ -143,7 +156,9 @@ def _retry(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
                 delay = min(delay * 2, 5.0)
                 continue
             if transient:
-                raise AvkdError(f"MLflow: {what} still failing after {RETRY_SECONDS:.0f} s: {_first_line(err)}") from err
+                raise AvkdError(
+                    f"MLflow: {what} still failing after {RETRY_SECONDS:.0f} s: {_first_line(err)}"
+                ) from err
             if _permanent_cause(err):
                 raise AvkdError(f"MLflow: {what}: {_permanent_cause(err)} (not retried)") from err
             if isinstance(err, MlflowException):
@@ -166,15 +181,22 @@ def ensure_experiment(uri: str, name: str) -> str:
         db = sqlite_path(uri)
         location = (db.parent / "mlruns" / "artifacts" / _safe_name(name)).as_uri() if db else None
         try:
-            return _retry(f"create experiment {name!r}", client.create_experiment, name, artifact_location=location,
-                          tags=ui_experiment_tags())
+            return _retry(
+                f"create experiment {name!r}",
+                client.create_experiment,
+                name,
+                artifact_location=location,
+                tags=ui_experiment_tags(),
+            )
         except AvkdError:
             exp = client.get_experiment_by_name(name)  # another process created it first
             if exp is None:
                 raise
     if exp.lifecycle_stage != "active":
-        raise AvkdError(f"MLflow experiment {name!r} is deleted in {uri}; restore it "
-                        f"(mlflow experiments restore --experiment-id {exp.experiment_id}) or choose another name")
+        raise AvkdError(
+            f"MLflow experiment {name!r} is deleted in {uri}; restore it "
+            f"(mlflow experiments restore --experiment-id {exp.experiment_id}) or choose another name"
+        )
     for key, value in ui_experiment_tags().items():
         if exp.tags.get(key) != value:
             _retry(f"tag experiment {name!r}", client.set_experiment_tag, exp.experiment_id, key, value)
@@ -188,19 +210,34 @@ def trials_view_state() -> dict:
     params = (schema.PARAM_ROLE, schema.PARAM_K, schema.PARAM_METHOD, schema.PARAM_SEED)
     return {
         "searchFilter": f"tags.`{schema.ROLE}` != 'sweep' and tags.`{schema.ROLE}` != 'timing'",
-        "orderByKey": f"params.`{schema.PARAM_K}`", "orderByAsc": True, "startTime": "ALL",
-        "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
-        "selectedColumns": ["attributes.`Run Name`", "attributes.`Duration`", *(f"params.`{p}`" for p in params),
-                            f"metrics.`{schema.TEST_SCORE}`", f"metrics.`{schema.TRIAL_TIME_S}`"],
-        "runsExpanded": {}, "runsPinned": [], "runsHidden": [], "runsHiddenMode": "SHOW_ALL", "viewMaximized": False,
+        "orderByKey": f"params.`{schema.PARAM_K}`",
+        "orderByAsc": True,
+        "startTime": "ALL",
+        "lifecycleFilter": "Active",
+        "datasetsFilter": [],
+        "modelVersionFilter": "All Runs",
+        "selectedColumns": [
+            "attributes.`Run Name`",
+            "attributes.`Duration`",
+            *(f"params.`{p}`" for p in params),
+            f"metrics.`{schema.TEST_SCORE}`",
+            f"metrics.`{schema.TRIAL_TIME_S}`",
+        ],
+        "runsExpanded": {},
+        "runsPinned": [],
+        "runsHidden": [],
+        "runsHiddenMode": "SHOW_ALL",
+        "viewMaximized": False,
     }
 
 
 def ui_experiment_tags() -> dict[str, str]:
     """Experiment tags for the MLflow UI: open on the classic runs table (schema.EXPERIMENT_KIND), and the
     saved trials view (schema.TRIALS_VIEW_KEY)."""
-    return {schema.EXPERIMENT_KIND: schema.EXPERIMENT_KIND_RUNS,
-            schema.SHARED_VIEW_TAG_PREFIX + schema.TRIALS_VIEW_KEY: json.dumps(trials_view_state())}
+    return {
+        schema.EXPERIMENT_KIND: schema.EXPERIMENT_KIND_RUNS,
+        schema.SHARED_VIEW_TAG_PREFIX + schema.TRIALS_VIEW_KEY: json.dumps(trials_view_state()),
+    }
 
 
 def runs_url(ui_url: str, experiment_id: str, run_id: str | None = None) -> str:
@@ -222,10 +259,13 @@ def compare_url(ui_url: str, experiment_id: str, run_ids: list[str]) -> str:
 
 def git_commit() -> str:
     """Short hash of the repo's HEAD, with "+dirty" if tracked files changed; "unknown" outside git."""
+
     def git(*args: str) -> subprocess.CompletedProcess:
         # --no-optional-locks: `status` must not write the index while others work in the tree.
-        return subprocess.run(["git", "--no-optional-locks", "-C", str(REPO_ROOT), *args],
-                              capture_output=True, text=True, timeout=20)
+        return subprocess.run(
+            ["git", "--no-optional-locks", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, timeout=20
+        )
+
     try:
         head = git("rev-parse", "--short", "HEAD")
         if head.returncode != 0:
@@ -239,8 +279,12 @@ def git_commit() -> str:
 @functools.lru_cache(maxsize=1)
 def _git_head() -> str:
     try:
-        out = subprocess.run(["git", "--no-optional-locks", "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
-                             capture_output=True, text=True, timeout=20)
+        out = subprocess.run(
+            ["git", "--no-optional-locks", "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return out.stdout.strip() if out.returncode == 0 else ""
@@ -290,6 +334,7 @@ def _system_metrics_monitor(uri: str, run_id: str):
 
 # ---- one run ------------------------------------------------------------------------------------
 
+
 def _param_value(value: Any) -> str:
     text = str(value)
     if len(text) > MAX_PARAM_CHARS:
@@ -304,7 +349,7 @@ def _param_key(key: Any) -> str:
 
 
 def _chunks(items: list, size: int) -> list[list]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 class RunLogger:
@@ -316,8 +361,17 @@ class RunLogger:
     `run_id=` re-attaches to an existing run (e.g. a retried trial) and sets it RUNNING again.
     """
 
-    def __init__(self, uri: str, experiment_id: str, run_name: str, tags: dict, params: dict | None = None,
-                 parent_run_id: str | None = None, run_id: str | None = None, system_metrics: bool = False):
+    def __init__(
+        self,
+        uri: str,
+        experiment_id: str,
+        run_name: str,
+        tags: dict,
+        params: dict | None = None,
+        parent_run_id: str | None = None,
+        run_id: str | None = None,
+        system_metrics: bool = False,
+    ):
         self.uri = uri
         self.client = mlflow_client(uri)
         self.overhead_s = 0.0  # seconds spent in MLflow calls, to check tracking stays cheap
@@ -329,8 +383,13 @@ class RunLogger:
         if parent_run_id:
             tags[schema.PARENT] = parent_run_id
         if run_id is None:
-            run = self._call(f"create run {run_name!r}", self.client.create_run, experiment_id,
-                             tags={k: str(v)[:MAX_TAG_CHARS] for k, v in tags.items()}, run_name=run_name)
+            run = self._call(
+                f"create run {run_name!r}",
+                self.client.create_run,
+                experiment_id,
+                tags={k: str(v)[:MAX_TAG_CHARS] for k, v in tags.items()},
+                run_name=run_name,
+            )
             self.run_id: str = run.info.run_id
             logged_params: dict[str, str] = {}
         else:
@@ -342,7 +401,9 @@ class RunLogger:
         self.experiment_id = run.info.experiment_id
         try:
             if params:
-                self.log_params({k: v for k, v in params.items() if logged_params.get(_param_key(k)) != _param_value(v)})
+                self.log_params(
+                    {k: v for k, v in params.items() if logged_params.get(_param_key(k)) != _param_value(v)}
+                )
         except BaseException:
             self.close("FAILED")
             raise
@@ -374,7 +435,7 @@ class RunLogger:
         while self._metrics:
             batch = self._metrics[:BATCH_METRICS]
             self._call(f"log metrics to run {self.run_id}", self.client.log_batch, self.run_id, metrics=batch)
-            del self._metrics[:len(batch)]  # only after the write succeeded: a failure loses nothing
+            del self._metrics[: len(batch)]  # only after the write succeeded: a failure loses nothing
         self._last_flush = time.monotonic()
 
     def log_params(self, params: dict) -> None:
@@ -446,13 +507,23 @@ class RunLogger:
 
 # ---- queries used by the driver to resume ---------------------------------------------------------
 
-def search_all_runs(client: MlflowClient, experiment_id: str, filter_string: str = "",
-                    order_by: list[str] | None = None) -> list:
+
+def search_all_runs(
+    client: MlflowClient, experiment_id: str, filter_string: str = "", order_by: list[str] | None = None
+) -> list:
     """Every active run of an experiment matching `filter_string` (all result pages)."""
     runs, token = [], None
     while True:
-        page = _retry(f"search runs of experiment {experiment_id}", client.search_runs, [experiment_id],
-                      filter_string, ViewType.ACTIVE_ONLY, 1000, order_by, token)
+        page = _retry(
+            f"search runs of experiment {experiment_id}",
+            client.search_runs,
+            [experiment_id],
+            filter_string,
+            ViewType.ACTIVE_ONLY,
+            1000,
+            order_by,
+            token,
+        )
         runs.extend(page)
         token = page.token
         if not token:
@@ -486,8 +557,9 @@ def _sweep_run_gone(run) -> bool:
     return owner_gone(tags.get(schema.OWNER), beat)
 
 
-def mark_stale_runs(uri: str, experiment_id: str, keep: tuple[str, ...] = (),
-                    parent_run_id: str | None = None) -> list[str]:
+def mark_stale_runs(
+    uri: str, experiment_id: str, keep: tuple[str, ...] = (), parent_run_id: str | None = None
+) -> list[str]:
     """End as KILLED the RUNNING runs whose driver is provably gone (all but `keep`); return their ids.
 
     Stale: a sweep run whose owner is gone (see _sweep_run_gone), and a child run (trial, timing)
@@ -502,12 +574,16 @@ def mark_stale_runs(uri: str, experiment_id: str, keep: tuple[str, ...] = (),
         stale = [r.info.run_id for r in search_all_runs(client, experiment_id, where) if r.info.run_id not in keep]
     else:
         running = [r for r in search_all_runs(client, experiment_id, where) if r.info.run_id not in keep]
-        live_sweeps = {r.info.run_id for r in running
-                       if r.data.tags.get(schema.ROLE) == "sweep" and not _sweep_run_gone(r)}
+        live_sweeps = {
+            r.info.run_id for r in running if r.data.tags.get(schema.ROLE) == "sweep" and not _sweep_run_gone(r)
+        }
         live_sweeps |= set(keep)
-        stale = [r.info.run_id for r in running
-                 if (r.data.tags.get(schema.ROLE) == "sweep" and r.info.run_id not in live_sweeps)
-                 or (schema.PARENT in r.data.tags and r.data.tags[schema.PARENT] not in live_sweeps)]
+        stale = [
+            r.info.run_id
+            for r in running
+            if (r.data.tags.get(schema.ROLE) == "sweep" and r.info.run_id not in live_sweeps)
+            or (schema.PARENT in r.data.tags and r.data.tags[schema.PARENT] not in live_sweeps)
+        ]
     for run_id in stale:
         _retry(f"mark run {run_id} KILLED", client.set_terminated, run_id, "KILLED")
     return stale
@@ -515,16 +591,20 @@ def mark_stale_runs(uri: str, experiment_id: str, keep: tuple[str, ...] = (),
 
 # ---- the sweep run: one per sweep, continued by reruns ----------------------------------------------
 
+
 def find_sweep_run(uri: str, experiment_id: str, sweep: str, sweep_hash: str):
     """The most recent sweep run of (sweep name, sweep config hash), or None."""
-    where = (f"tags.`{schema.ROLE}` = 'sweep' and tags.`{schema.SWEEP}` = '{sweep}' "
-             f"and tags.`{schema.SWEEP_HASH}` = '{sweep_hash}'")
+    where = (
+        f"tags.`{schema.ROLE}` = 'sweep' and tags.`{schema.SWEEP}` = '{sweep}' "
+        f"and tags.`{schema.SWEEP_HASH}` = '{sweep_hash}'"
+    )
     runs = search_all_runs(mlflow_client(uri), experiment_id, where, ["attributes.start_time DESC"])
     return runs[0] if runs else None
 
 
-def open_sweep_run(uri: str, experiment_id: str, sweep: str, sweep_hash: str, tags: dict, params: dict,
-                   owner: str) -> tuple["RunLogger", bool]:
+def open_sweep_run(
+    uri: str, experiment_id: str, sweep: str, sweep_hash: str, tags: dict, params: dict, owner: str
+) -> tuple["RunLogger", bool]:
     """(the sweep's parent run, RUNNING with this driver's owner tags; True if it was continued).
 
     A rerun or resume continues the sweep's existing run (found by name + sweep hash), so the UI and
@@ -533,10 +613,18 @@ def open_sweep_run(uri: str, experiment_id: str, sweep: str, sweep_hash: str, ta
     existing = find_sweep_run(uri, experiment_id, sweep, sweep_hash)
     if existing is not None and existing.info.status == "RUNNING" and not _sweep_run_gone(existing):
         t = existing.data.tags
-        raise AvkdError(f"sweep '{sweep}' is already running: run {existing.info.run_id} owned by "
-                        f"{t.get(schema.OWNER, 'an unknown driver')} (heartbeat {t.get(schema.HEARTBEAT, '-')})")
-    tags = {**tags, schema.ROLE: "sweep", schema.SWEEP: sweep, schema.SWEEP_HASH: sweep_hash,
-            schema.OWNER: owner, schema.HEARTBEAT: f"{time.time():.0f}"}
+        raise AvkdError(
+            f"sweep '{sweep}' is already running: run {existing.info.run_id} owned by "
+            f"{t.get(schema.OWNER, 'an unknown driver')} (heartbeat {t.get(schema.HEARTBEAT, '-')})"
+        )
+    tags = {
+        **tags,
+        schema.ROLE: "sweep",
+        schema.SWEEP: sweep,
+        schema.SWEEP_HASH: sweep_hash,
+        schema.OWNER: owner,
+        schema.HEARTBEAT: f"{time.time():.0f}",
+    }
     name = f"sweep-{sweep}"
     run_id = existing.info.run_id if existing is not None else None
     if existing is not None and schema.INTERRUPTED in existing.data.tags:  # this invocation is not (yet) interrupted
@@ -587,8 +675,9 @@ def count_trial_runs(uri: str, parent_run_id: str) -> dict[str, int]:
 _TIMING_KEYS = ("k", "extract_mean_s", "extract_std_s", "e2e_mean_s", "e2e_std_s")
 
 
-def log_timing_run(cfg: Any, result: dict, parent_run_id: str | None = None, uri: str | None = None,
-                   config_hash: str | None = None) -> str:
+def log_timing_run(
+    cfg: Any, result: dict, parent_run_id: str | None = None, uri: str | None = None, config_hash: str | None = None
+) -> str:
     """Log a Table II benchmark (avkd.features.bench.run_benchmark's result) as a timing run; return its id.
 
     Metrics (schema.TIMING_METRICS): time/extract_s, time/extract_std_s (extraction seconds per video) and
@@ -605,8 +694,11 @@ def log_timing_run(cfg: Any, result: dict, parent_run_id: str | None = None, uri
         if missing:
             raise AvkdError(f"timing result: variants[{i}]: missing {', '.join(missing)}")
         points[schema.timing_step(float(variant["k"]))] = {
-            schema.TIMING_EXTRACT_S: variant["extract_mean_s"], schema.TIMING_EXTRACT_STD_S: variant["extract_std_s"],
-            schema.TIMING_E2E_S: variant["e2e_mean_s"], schema.TIMING_E2E_STD_S: variant["e2e_std_s"]}
+            schema.TIMING_EXTRACT_S: variant["extract_mean_s"],
+            schema.TIMING_EXTRACT_STD_S: variant["extract_std_s"],
+            schema.TIMING_E2E_S: variant["e2e_mean_s"],
+            schema.TIMING_E2E_STD_S: variant["e2e_std_s"],
+        }
 
     uri = resolve_tracking_uri(uri or cfg.tracking.uri)
     if parent_run_id:  # the timing run goes next to its sweep

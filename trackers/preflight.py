@@ -10,6 +10,7 @@ within LOCK_WAIT_S (a write is tried and rolled back: that is the only honest te
 files, folders SQLite cannot put its journal in, and a full disk). HTTP: the server must answer
 /health within SERVER_TIMEOUT_S.
 """
+
 from __future__ import annotations
 
 import os
@@ -52,8 +53,10 @@ def _check_sqlite_file(db: Path, lock_wait_s: float) -> None:
     except OSError as err:
         raise StorageError(f"{db}: cannot read the tracking database ({err.strerror})") from None
     if header and header != SQLITE_HEADER:
-        raise StorageError(f"{db}: not an SQLite database (corrupt or another format); move it away "
-                           "or set tracking.uri to another file")
+        raise StorageError(
+            f"{db}: not an SQLite database (corrupt or another format); move it away "
+            "or set tracking.uri to another file"
+        )
     try:
         conn = sqlite3.connect(f"{db.as_uri()}?mode=rw", uri=True, timeout=lock_wait_s, isolation_level=None)
     except sqlite3.Error as err:
@@ -62,8 +65,10 @@ def _check_sqlite_file(db: Path, lock_wait_s: float) -> None:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         missing = [t for t in MLFLOW_TABLES if t not in tables]
         if tables and missing:
-            raise StorageError(f"{db}: an SQLite database but not MLflow's (no table {missing[0]!r}; it has "
-                               f"{', '.join(sorted(tables)[:5])}); set tracking.uri to another file")
+            raise StorageError(
+                f"{db}: an SQLite database but not MLflow's (no table {missing[0]!r}; it has "
+                f"{', '.join(sorted(tables)[:5])}); set tracking.uri to another file"
+            )
         # A real write, rolled back: needs the write lock, a writable file, a journal next to it, disk space.
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("CREATE TABLE avkd_preflight_probe (x BLOB)")
@@ -85,8 +90,10 @@ def _sqlite_cause(db: Path, err: sqlite3.Error, lock_wait_s: float) -> str:
             return "read-only database (its folder is not writable: SQLite needs a journal file next to it)"
         return "read-only database (check file permissions)"
     if "locked" in text or "busy" in text:
-        return (f"database is locked by another process (no write lock within {lock_wait_s:.0f} s); "
-                "close the program holding it or retry")
+        return (
+            f"database is locked by another process (no write lock within {lock_wait_s:.0f} s); "
+            "close the program holding it or retry"
+        )
     if "full" in text:
         return "disk full (database or disk is full)"
     if "not a database" in text or "malformed" in text:

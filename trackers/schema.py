@@ -5,11 +5,20 @@ one nested child run per trial (tag `mlflow.parentRunId` = the parent's run id).
 Every tag, metric and artifact name lives here and only here; the core (data, features, models,
 training, evaluation) may import this module (it imports nothing of the project).
 """
+
 import re
 
 # ---- tags -------------------------------------------------------------------------------------
 ROLE = "avkd.role"  # one of ROLES
-ROLES = ("sweep", "teacher", "student", "blind", "timing", "tune", "guide")  # guide: extra teachers / mentors of a method
+ROLES = (
+    "sweep",
+    "teacher",
+    "student",
+    "blind",
+    "timing",
+    "tune",
+    "guide",
+)  # guide: extra teachers / mentors of a method
 K = "avkd.k"  # "1.0" for the teacher and blind baseline, "0.2" ... for students
 LOSS = "avkd.loss"  # "ce" (teacher, blind) | "rep" | "rep+ce" | a method name
 SEED = "avkd.seed"
@@ -93,9 +102,13 @@ SWEEP_FEATURES_S = "time/features_s"  # sweep run: feature extraction wall time
 SWEEP_TIMING_S = "time/timing_s"  # sweep run: the Table II benchmark's wall time
 SWEEP_TRIALS_S = "time/trials_s"  # sweep run: all trials' wall time
 # Counts are not series: the sweep run carries them as tags.
-SWEEP_TRIAL_COUNTS = {"finished": "avkd.trials.finished", "skipped": "avkd.trials.skipped",
-                      "failed": "avkd.trials.failed", "killed": "avkd.trials.killed",
-                      "not_started": "avkd.trials.not_started"}
+SWEEP_TRIAL_COUNTS = {
+    "finished": "avkd.trials.finished",
+    "skipped": "avkd.trials.skipped",
+    "failed": "avkd.trials.failed",
+    "killed": "avkd.trials.killed",
+    "not_started": "avkd.trials.not_started",
+}
 
 # Table II timing run: one metric per quantity, plotted against k through the step = the percentage of
 # frames the variant keeps (k 0.2 -> step 20, the teacher -> step 100); never k inside the name.
@@ -104,8 +117,10 @@ TIMING_EXTRACT_STD_S = "time/extract_std_s"
 TIMING_E2E_S = "time/e2e_s"  # decoding the file + extraction, seconds per video
 TIMING_E2E_STD_S = "time/e2e_std_s"
 TIMING_METRICS = {  # (end_to_end, std) -> name
-    (False, False): TIMING_EXTRACT_S, (False, True): TIMING_EXTRACT_STD_S,
-    (True, False): TIMING_E2E_S, (True, True): TIMING_E2E_STD_S,
+    (False, False): TIMING_EXTRACT_S,
+    (False, True): TIMING_EXTRACT_STD_S,
+    (True, False): TIMING_E2E_S,
+    (True, True): TIMING_E2E_STD_S,
 }
 
 
@@ -113,7 +128,7 @@ def train_stage_metric(stage: int, key: str) -> str:
     """train/loss of stage 2 -> train/stage2/loss; keys outside train/ are returned as they are."""
     if not key.startswith(TRAIN_PREFIX):
         return key
-    return f"{TRAIN_PREFIX}stage{stage}/{key[len(TRAIN_PREFIX):]}"
+    return f"{TRAIN_PREFIX}stage{stage}/{key[len(TRAIN_PREFIX) :]}"
 
 
 def timing_step(k: float) -> int:
@@ -168,7 +183,7 @@ def parse_time_metric(key: str) -> tuple[float, bool, bool] | None:
         return None  # a current (per-step) timing metric, not a legacy one
     if not (key.startswith("time/") and key.endswith("_s")):
         return None
-    name = key[len("time/"):-len("_s")]
+    name = key[len("time/") : -len("_s")]
     e2e = name.startswith("e2e_")
     name = name[4:] if e2e else name
     std = name.endswith("_std")
@@ -183,7 +198,11 @@ def parse_time_metric(key: str) -> tuple[float, bool, bool] | None:
 
 # ---- params of timing runs (besides the flattened config) ---------------------------------------
 BENCH_VIDEOS, BENCH_THREADS, BENCH_DEVICE, BENCH_IMAGE_SIZE = (
-    "bench.videos", "bench.threads", "bench.device", "bench.image_size")  # from the benchmark's result
+    "bench.videos",
+    "bench.threads",
+    "bench.device",
+    "bench.image_size",
+)  # from the benchmark's result
 BENCH_WEIGHTS_FINGERPRINT = "bench.weights_fingerprint"
 
 
@@ -216,6 +235,8 @@ ARTIFACT_TRACEBACK = "traceback.txt"  # for FAILED trials
 ARTIFACT_TIMING = "timing.json"  # timing runs: the whole benchmark result
 ARTIFACT_SWEEP_FILE = "sweep.yaml"  # sweep run: the sweep file as written
 ARTIFACT_DATASET_ISSUES = "dataset_issues.json"  # sweep run: annotation problems the loader skipped
-ARTIFACT_SUMMARY = "summary.json"  # sweep run: Table I's intervals, Diff bootstrap, attribute accuracy (score.summarize)
+ARTIFACT_SUMMARY = (
+    "summary.json"  # sweep run: Table I's intervals, Diff bootstrap, attribute accuracy (score.summarize)
+)
 ARTIFACT_OVERRIDES = "overrides.yaml"  # sweep run: the command line's overrides, as a mapping
 ARTIFACT_OUTCOME = "outcome.json"  # sweep run: finished / skipped / failed / not-run trials

@@ -19,6 +19,7 @@ are not mentions; a denied sound claims silence.
 
 A dataset without stored attributes (MSR-VTT) gives None: the columns are absent, not zero.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,10 +30,12 @@ from avkd.data.msrvtt import ANNOTATION_FILES
 from avkd.data.vocab import tokenize_caption
 from avkd.errors import DataError
 
-GROUPS = {"visual_static": ("colour", "shape", "size", "count", "background"),
-          "audio": ("sound", "pitch", "rhythm"),
-          "visual_event": ("visual_event",),
-          "audio_event": ("audio_event",)}
+GROUPS = {
+    "visual_static": ("colour", "shape", "size", "count", "background"),
+    "audio": ("sound", "pitch", "rhythm"),
+    "visual_event": ("visual_event",),
+    "audio_event": ("audio_event",),
+}
 EVENT_ATTRIBUTES = ("visual_event", "audio_event")
 NEGATORS = {"no", "not", "without", "nothing", "never", "nor"}
 DETERMINERS = {"a", "an", "any", "the", "single", "some"}
@@ -48,16 +51,33 @@ def _lexicon() -> dict[str, dict[object, tuple[str, ...]]]:
     shapes = {s: tuple(w for n in nouns for w in (n, synth.plural_noun(n))) for s, nouns in synth.SHAPE_NOUNS.items()}
     sounds = {k: tuple({w for n, _ in nouns for w in (n, _singular(n))}) for k, nouns in synth.SOUND_NOUNS.items()}
     counts = {n: tuple(w for w in words if w != "a") for n, words in synth.COUNT_WORDS.items()}  # "a" alone: see below
-    return {"colour": {c: (c,) for c in synth.COLOURS}, "shape": shapes, "size": synth.SIZE_WORDS, "count": counts,
-            "background": synth.BACKGROUND_WORDS, "sound": sounds, "pitch": synth.PITCH_WORDS,
-            "rhythm": synth.RHYTHM_WORDS, "visual_event": {e: synth.EVENT_WORDS[e] for e in ("flash", "cross")},
-            "audio_event": {"bang": synth.EVENT_WORDS["bang"]}}
+    return {
+        "colour": {c: (c,) for c in synth.COLOURS},
+        "shape": shapes,
+        "size": synth.SIZE_WORDS,
+        "count": counts,
+        "background": synth.BACKGROUND_WORDS,
+        "sound": sounds,
+        "pitch": synth.PITCH_WORDS,
+        "rhythm": synth.RHYTHM_WORDS,
+        "visual_event": {e: synth.EVENT_WORDS[e] for e in ("flash", "cross")},
+        "audio_event": {"bang": synth.EVENT_WORDS["bang"]},
+    }
 
 
 LEXICON = _lexicon()
 # Words that may stand between a negator and what it denies: "without any loud high beeps".
-MODIFIERS = DETERMINERS | {t for a in ("colour", "size", "pitch", "rhythm") for phrases in LEXICON[a].values()
-                           for p in phrases for t in p.split()} | {"loud", "sudden", "brief", "short", "white"}
+MODIFIERS = (
+    DETERMINERS
+    | {
+        t
+        for a in ("colour", "size", "pitch", "rhythm")
+        for phrases in LEXICON[a].values()
+        for p in phrases
+        for t in p.split()
+    }
+    | {"loud", "sudden", "brief", "short", "white"}
+)
 
 
 def _find(tokens: list[str], phrase: str) -> list[int]:
@@ -118,15 +138,17 @@ def score_caption(caption: str, attrs: dict) -> dict[str, float]:
     return scores
 
 
-def attribute_accuracy(preds: dict[str, str], truths: dict[str, dict] | None
-                       ) -> tuple[dict[str, float], dict[str, dict[str, float]]] | None:
+def attribute_accuracy(
+    preds: dict[str, str], truths: dict[str, dict] | None
+) -> tuple[dict[str, float], dict[str, dict[str, float]]] | None:
     """(mean accuracy per group, {video: accuracy per group}) of predicted captions; None without truths."""
     if not truths:
         return None
     unknown = [v for v in preds if v not in truths]
     if unknown:
-        raise DataError(f"attribute accuracy: video {unknown[0]!r} has no stored attributes "
-                        f"({len(unknown)} such video(s))")
+        raise DataError(
+            f"attribute accuracy: video {unknown[0]!r} has no stored attributes ({len(unknown)} such video(s))"
+        )
     if not preds:
         raise DataError("attribute accuracy: no predicted captions")
     per_video = {v: score_caption(caption, truths[v]) for v, caption in preds.items()}
@@ -150,8 +172,10 @@ def load_attributes(root: str | Path) -> dict[str, dict] | None:
                 continue
             missing = sorted(needed - set(attrs)) if isinstance(attrs, dict) else sorted(needed)
             if missing:
-                raise DataError(f"{path}: video {v.get('video_id')!r}: stored attributes lack {', '.join(missing)} "
-                                f"(a corpus older than version {synth.CORPUS_VERSION}? regenerate it)")
+                raise DataError(
+                    f"{path}: video {v.get('video_id')!r}: stored attributes lack {', '.join(missing)} "
+                    f"(a corpus older than version {synth.CORPUS_VERSION}? regenerate it)"
+                )
             out[v["video_id"]] = attrs
     return out or None
 
@@ -163,9 +187,13 @@ def oracle_caption(attrs: dict, audio: bool = True, events: bool = True) -> str:
     events=False: says nothing about brief events (what a model that missed them could say).
     """
     count, noun = attrs["count"], synth.SHAPE_NOUNS[attrs["shape"]][0]
-    words = [synth.COUNT_WORDS[count][0], synth.SIZE_WORDS[attrs["size"]][0], attrs["colour"],
-             synth.plural_noun(noun) if count > 1 else noun,
-             f"{synth.BACKGROUND_PREPS[0]} {synth.BACKGROUND_WORDS[attrs['background']][0]}"]
+    words = [
+        synth.COUNT_WORDS[count][0],
+        synth.SIZE_WORDS[attrs["size"]][0],
+        attrs["colour"],
+        synth.plural_noun(noun) if count > 1 else noun,
+        f"{synth.BACKGROUND_PREPS[0]} {synth.BACKGROUND_WORDS[attrs['background']][0]}",
+    ]
     if audio:
         words.append(_oracle_sound(attrs))
     clauses = [synth.EVENT_CLAUSES[attrs[e]][0] for e in EVENT_ATTRIBUTES if attrs[e]] if events else []
@@ -178,6 +206,7 @@ def _oracle_sound(attrs: dict) -> str:
     if attrs["sound"] == "noise":
         return f"with {synth.NOISE_NPS[0][0]}"
     noun, plural = synth.SOUND_NOUNS[attrs["sound"]][0]
-    adjectives = ([synth.RHYTHM_WORDS[attrs["rhythm"]][0]] if attrs["rhythm"] else []) + \
-        [synth.PITCH_WORDS[attrs["pitch"]][0]]
+    adjectives = ([synth.RHYTHM_WORDS[attrs["rhythm"]][0]] if attrs["rhythm"] else []) + [
+        synth.PITCH_WORDS[attrs["pitch"]][0]
+    ]
     return " ".join(["with"] + ([] if plural else ["a"]) + adjectives + [noun])

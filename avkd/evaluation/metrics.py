@@ -8,6 +8,7 @@ which tries to download Stanford CoreNLP. Two more departures from the library, 
 
 `python -m avkd evaluate --refs ANNOTATIONS.json --preds PREDS.json` is `cmd_evaluate` below.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -41,14 +42,34 @@ PTB_JAR = PACKAGE_DIR / "tokenizer" / "stanford-corenlp-3.4.1.jar"
 SPICE_JAR = PACKAGE_DIR / "spice" / "spice-1.0.jar"
 SPICE_NEEDS = ("stanford-corenlp-3.6.0.jar", "stanford-corenlp-3.6.0-models.jar")
 # Same list as pycocoevalcap's PTBTokenizer: tokens dropped after tokenisation.
-PUNCTUATIONS = {"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--", "...", ";"}
+PUNCTUATIONS = {
+    "''",
+    "'",
+    "``",
+    "`",
+    "-LRB-",
+    "-RRB-",
+    "-LCB-",
+    "-RCB-",
+    ".",
+    "?",
+    "!",
+    ",",
+    ":",
+    "-",
+    "--",
+    "...",
+    ";",
+}
 
 
 def _need_java() -> str:
     java = shutil.which("java")
     if java is None:
-        raise AvkdError("java not found on PATH: PTB tokenisation and METEOR (pycocoevalcap) need Java 17 "
-                        "(apt-get install openjdk-17-jre-headless)")
+        raise AvkdError(
+            "java not found on PATH: PTB tokenisation and METEOR (pycocoevalcap) need Java 17 "
+            "(apt-get install openjdk-17-jre-headless)"
+        )
     return java
 
 
@@ -60,6 +81,7 @@ def _java_error(stderr: bytes) -> str:
 
 
 # ---- PTB tokenisation -------------------------------------------------------------------------
+
 
 def ptb_tokenize(captions: dict[str, list[str]]) -> dict[str, list[str]]:
     """{video: [caption, ...]} -> same shape, PTB-tokenised, lower-cased, punctuation removed.
@@ -74,13 +96,22 @@ def ptb_tokenize(captions: dict[str, list[str]]) -> dict[str, list[str]]:
     lines = [normalize_text(c) for caps in captions.values() for c in caps]
     if not lines:
         return {k: [] for k in captions}
-    cmd = [_need_java(), "-cp", str(PTB_JAR), "edu.stanford.nlp.process.PTBTokenizer",
-           "-preserveLines", "-lowerCase", "-encoding", "utf-8"]
+    cmd = [
+        _need_java(),
+        "-cp",
+        str(PTB_JAR),
+        "edu.stanford.nlp.process.PTBTokenizer",
+        "-preserveLines",
+        "-lowerCase",
+        "-encoding",
+        "utf-8",
+    ]
     with phase("ptb_tokenize"):  # a JVM start per call: ~1 s of it is start-up
         proc = subprocess.run(cmd, input="\n".join(lines).encode("utf-8"), capture_output=True)
     if proc.returncode != 0:
-        raise AvkdError(f"PTB tokenizer ({PTB_JAR.name}) failed with exit code {proc.returncode}: "
-                        f"{_java_error(proc.stderr)}")
+        raise AvkdError(
+            f"PTB tokenizer ({PTB_JAR.name}) failed with exit code {proc.returncode}: {_java_error(proc.stderr)}"
+        )
     out_lines = proc.stdout.decode("utf-8").split("\n")
     if out_lines and out_lines[-1] == "" and len(out_lines) == len(lines) + 1:
         out_lines.pop()  # trailing newline
@@ -166,8 +197,11 @@ def find_spice_jars(spice_jars: str | None = None) -> tuple[Path | None, str]:
                 return None, "java not found on PATH"
             return Path(folder), ""
     looked = spice_jars or os.environ.get("AVKD_SPICE_JARS")
-    where = f"not in {looked} nor in pycocoevalcap/spice/lib" if looked else \
-        "set evaluation.spice_jars, --spice-jars or $AVKD_SPICE_JARS to a folder with them"
+    where = (
+        f"not in {looked} nor in pycocoevalcap/spice/lib"
+        if looked
+        else "set evaluation.spice_jars, --spice-jars or $AVKD_SPICE_JARS to a folder with them"
+    )
     return None, f"SPICE not available: it needs {' and '.join(SPICE_NEEDS)} ({where})"
 
 
@@ -178,8 +212,18 @@ def _spice_score(gts: dict[str, list[str]], res: dict[str, list[str]], jars: Pat
         in_file, out_file = Path(tmp) / "in.json", Path(tmp) / "out.json"
         in_file.write_text(json.dumps([{"image_id": i, "test": res[i][0], "refs": gts[i]} for i in ids]))
         classpath = os.pathsep.join([str(SPICE_JAR), str(SPICE_JAR.parent / "lib" / "*"), str(jars / "*")])
-        cmd = [_need_java(), "-Xmx8G", "-cp", classpath, "edu.anu.spice.SpiceScorer",
-               str(in_file), "-out", str(out_file), "-subset", "-silent"]
+        cmd = [
+            _need_java(),
+            "-Xmx8G",
+            "-cp",
+            classpath,
+            "edu.anu.spice.SpiceScorer",
+            str(in_file),
+            "-out",
+            str(out_file),
+            "-subset",
+            "-silent",
+        ]
         proc = subprocess.run(cmd, capture_output=True, cwd=tmp)
         if proc.returncode != 0 or not out_file.is_file():
             raise RuntimeError(f"exit code {proc.returncode}: {_java_error(proc.stderr)}")
@@ -197,19 +241,25 @@ def _warn_once(message: str) -> None:
 
 # ---- the scorer ------------------------------------------------------------------------------
 
-def check_alignment(refs: dict[str, list[str]], preds: dict[str, str], refs_name: str = "references",
-                    preds_name: str = "predictions") -> None:
+
+def check_alignment(
+    refs: dict[str, list[str]], preds: dict[str, str], refs_name: str = "references", preds_name: str = "predictions"
+) -> None:
     """Every reference video has exactly one prediction and vice versa; else a one-line DataError."""
     if not refs:
         raise DataError(f"{refs_name}: no reference captions")
     unknown = [v for v in preds if v not in refs]
     if unknown:
-        raise DataError(f"{preds_name}: prediction for unknown video {unknown[0]!r} "
-                        f"({len(unknown)} such video(s); not in {refs_name})")
+        raise DataError(
+            f"{preds_name}: prediction for unknown video {unknown[0]!r} "
+            f"({len(unknown)} such video(s); not in {refs_name})"
+        )
     missing = [v for v in refs if v not in preds]
     if missing:
-        raise DataError(f"{preds_name}: no prediction for video {missing[0]!r} "
-                        f"({len(missing)} of {len(refs)} reference video(s) have none)")
+        raise DataError(
+            f"{preds_name}: no prediction for video {missing[0]!r} "
+            f"({len(missing)} of {len(refs)} reference video(s) have none)"
+        )
     empty = [v for v, caps in refs.items() if not caps]
     if empty:
         raise DataError(f"{refs_name}: video {empty[0]!r} has no reference caption")
@@ -227,8 +277,9 @@ class CaptionScorer:
     def spice_available(self) -> bool:
         return self.spice_jars is not None
 
-    def score(self, refs: dict[str, list[str]], preds: dict[str, str]
-              ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    def score(
+        self, refs: dict[str, list[str]], preds: dict[str, str]
+    ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
         """(corpus metrics bleu_1..4, meteor, rouge_l, cider, [spice], score; {video: per-video metrics})."""
         check_alignment(refs, preds)
         ids = list(refs)
@@ -254,8 +305,9 @@ class CaptionScorer:
         return ordered, per_video
 
 
-def score_tokenized(gts: dict[str, list[str]], res: dict[str, list[str]]
-                    ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+def score_tokenized(
+    gts: dict[str, list[str]], res: dict[str, list[str]]
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """BLEU-1..4, ROUGE-L and CIDEr on already tokenised text (no JVM): the cheap per-epoch scores."""
     bleu, bleu_per = Bleu(4).compute_score(gts, res, verbose=0)
     rouge, rouge_per = Rouge().compute_score(gts, res)
@@ -299,6 +351,7 @@ def default_scorer(spice_jars: str | None = None) -> CaptionScorer:
 
 
 # ---- files ------------------------------------------------------------------------------------
+
 
 def _read_json(path: str | Path, what: str) -> Any:
     path = Path(path)
@@ -363,6 +416,7 @@ def write_per_video(path: str | Path, preds: dict[str, str], per_video: dict[str
 
 
 # ---- CLI --------------------------------------------------------------------------------------
+
 
 def cmd_evaluate(args) -> int:
     """`python -m avkd evaluate --refs A.json --preds P.json [--json OUT] [--spice-jars DIR]`."""

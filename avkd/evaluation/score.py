@@ -14,6 +14,7 @@ here too: t-intervals over seeds (`t_interval`), a paired bootstrap of Diff over
 (`paired_bootstrap_diff`) and the whole table's summary (`summarize`), the one computation behind
 Table I, the sweep's summary.json artifact and a notebook's numbers.
 """
+
 from __future__ import annotations
 
 import math
@@ -110,6 +111,7 @@ BOOTSTRAP_SEED = 0
 @dataclass(frozen=True)
 class Interval:
     """A mean over seeds with its t-interval: mean ± half_width (half_width None when n < 2)."""
+
     n: int
     mean: float | None
     half_width: float | None
@@ -147,6 +149,7 @@ def t_interval(values: Iterable[float], confidence: float = CONFIDENCE) -> Inter
 @dataclass(frozen=True)
 class DiffInterval:
     """Diff vs the teacher over paired seeds and test videos, with its paired-bootstrap percentile interval."""
+
     diff: float  # (teacher - other) / teacher of the per-video SCORE means, averaged over paired seeds
     low: float
     high: float
@@ -160,13 +163,24 @@ class DiffInterval:
         return not (self.low <= 0.0 <= self.high)
 
     def to_dict(self) -> dict:
-        return {"diff": self.diff, "low": self.low, "high": self.high, "seeds": list(self.seeds),
-                "videos": self.videos, "samples": self.samples, "distinguishable": self.distinguishable}
+        return {
+            "diff": self.diff,
+            "low": self.low,
+            "high": self.high,
+            "seeds": list(self.seeds),
+            "videos": self.videos,
+            "samples": self.samples,
+            "distinguishable": self.distinguishable,
+        }
 
 
-def paired_bootstrap_diff(teacher: Mapping[str, Mapping[str, float]], other: Mapping[str, Mapping[str, float]],
-                          samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED,
-                          confidence: float = CONFIDENCE) -> DiffInterval | None:
+def paired_bootstrap_diff(
+    teacher: Mapping[str, Mapping[str, float]],
+    other: Mapping[str, Mapping[str, float]],
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    confidence: float = CONFIDENCE,
+) -> DiffInterval | None:
     """Diff of `other` vs `teacher` with a paired bootstrap over test videos.
 
     Both map seed -> {video: per-video value}. Seeds are paired (other's seed s with the teacher's
@@ -214,18 +228,25 @@ def per_video_scores(per_video: Mapping[str, Mapping[str, float]], terms: Iterab
 
 # ---- the summary of a whole table ------------------------------------------------------------------
 
+
 @dataclass
 class TrialScores:
     """What the summary needs of one finished trial (plain data: from MLflow, or a notebook's own)."""
+
     row: str  # the Table I row it belongs to, e.g. "teacher", "blind", "modality-audio", "student-k0.2-rep"
     seed: str
     metrics: Mapping[str, float]  # test metrics without the "test/" prefix (attr/<group> included)
     per_video: Mapping[str, Mapping[str, float]] | None = None  # {video: its metrics}: per_video_scores.csv
 
 
-def summarize(trials: Iterable[TrialScores], teacher: str = "teacher", metrics: Iterable[str] = (),
-              samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED,
-              confidence: float = CONFIDENCE) -> dict:
+def summarize(
+    trials: Iterable[TrialScores],
+    teacher: str = "teacher",
+    metrics: Iterable[str] = (),
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    confidence: float = CONFIDENCE,
+) -> dict:
     """Per row: t-intervals over seeds of every metric (SCORE over the terms every trial has) and of
     attribute accuracy; per row but the teacher's: Diff with its paired-bootstrap interval.
 
@@ -238,24 +259,32 @@ def summarize(trials: Iterable[TrialScores], teacher: str = "teacher", metrics: 
     by_row: dict[str, list[TrialScores]] = {}
     for t in trials:
         by_row.setdefault(t.row, []).append(t)
-    per_seed_scores = {row: {t.seed: per_video_scores(t.per_video, terms) for t in group if t.per_video and terms}
-                       for row, group in by_row.items()}
+    per_seed_scores = {
+        row: {t.seed: per_video_scores(t.per_video, terms) for t in group if t.per_video and terms}
+        for row, group in by_row.items()
+    }
     rows = {}
     for row, group in by_row.items():
         group = sorted(group, key=lambda t: _seed_order(t.seed))
-        values = {m: t_interval([t.metrics[m] for t in group if _finite(t.metrics.get(m))], confidence)
-                  for m in metrics}
+        values = {
+            m: t_interval([t.metrics[m] for t in group if _finite(t.metrics.get(m))], confidence) for m in metrics
+        }
         if terms:
             values[SCORE] = t_interval([score(t.metrics, terms) for t in group], confidence)
         groups = sorted({k for t in group for k in t.metrics if k.startswith(ATTR_PREFIX)})
-        attributes = {k[len(ATTR_PREFIX):]: t_interval([t.metrics[k] for t in group], confidence)
-                      for k in groups if all(k in t.metrics for t in group)}
+        attributes = {
+            k[len(ATTR_PREFIX) :]: t_interval([t.metrics[k] for t in group], confidence)
+            for k in groups
+            if all(k in t.metrics for t in group)
+        }
         diff = None
         if row != teacher and teacher in per_seed_scores:
             diff = paired_bootstrap_diff(per_seed_scores[teacher], per_seed_scores[row], samples, seed, confidence)
-        rows[row] = {"n": len(group), "seeds": [t.seed for t in group],
-                     "metrics": {m: i.to_dict() for m, i in values.items()},
-                     "attributes": {g: i.to_dict() for g, i in attributes.items()},
-                     "diff": None if diff is None else diff.to_dict()}
+        rows[row] = {
+            "n": len(group),
+            "seeds": [t.seed for t in group],
+            "metrics": {m: i.to_dict() for m, i in values.items()},
+            "attributes": {g: i.to_dict() for g, i in attributes.items()},
+            "diff": None if diff is None else diff.to_dict(),
+        }
     return {"confidence": confidence, "terms": terms, "bootstrap": {"samples": samples, "seed": seed}, "rows": rows}
-

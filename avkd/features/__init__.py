@@ -1,4 +1,5 @@
 """Teacher/student audio-visual feature extraction (Inception-v3 + PANNs Cnn10 or Cnn14 with SimPF)."""
+
 import os
 
 # Must happen before torch loads its OpenMP runtime (it reads this once). On a shared, oversubscribed

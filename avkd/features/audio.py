@@ -9,6 +9,7 @@ Cnn10: 4 conv blocks (2 conv layers each) + fc1 + fc_audioset, 512-d embedding (
 layers", the SimPF reference's backbone). Cnn14: 6 blocks, 2048-d. Pooling over time:
 "panns" = PANNs' own max + mean, "mean" = the paper's mean operator.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -31,8 +32,9 @@ from avkd.features import simpf
 
 log = logging.getLogger(__name__)
 
-PANNS_ARGS = dict(sample_rate=32000, window_size=1024, hop_size=320, mel_bins=64, fmin=50, fmax=14000,
-                  classes_num=527)  # the AudioSet checkpoints' settings (both backbones)
+PANNS_ARGS = dict(
+    sample_rate=32000, window_size=1024, hop_size=320, mel_bins=64, fmin=50, fmax=14000, classes_num=527
+)  # the AudioSet checkpoints' settings (both backbones)
 HOP = PANNS_ARGS["hop_size"]
 MIN_SAMPLES = PANNS_ARGS["window_size"]
 
@@ -104,13 +106,28 @@ def cnn10_class() -> type:
             def __init__(self, sample_rate, window_size, hop_size, mel_bins, fmin, fmax, classes_num):
                 super().__init__()
                 self.spectrogram_extractor = pm.Spectrogram(
-                    n_fft=window_size, hop_length=hop_size, win_length=window_size, window="hann", center=True,
-                    pad_mode="reflect", freeze_parameters=True)
+                    n_fft=window_size,
+                    hop_length=hop_size,
+                    win_length=window_size,
+                    window="hann",
+                    center=True,
+                    pad_mode="reflect",
+                    freeze_parameters=True,
+                )
                 self.logmel_extractor = pm.LogmelFilterBank(
-                    sr=sample_rate, n_fft=window_size, n_mels=mel_bins, fmin=fmin, fmax=fmax, ref=1.0, amin=1e-10,
-                    top_db=None, freeze_parameters=True)
-                self.spec_augmenter = pm.SpecAugmentation(time_drop_width=64, time_stripes_num=2,
-                                                          freq_drop_width=8, freq_stripes_num=2)
+                    sr=sample_rate,
+                    n_fft=window_size,
+                    n_mels=mel_bins,
+                    fmin=fmin,
+                    fmax=fmax,
+                    ref=1.0,
+                    amin=1e-10,
+                    top_db=None,
+                    freeze_parameters=True,
+                )
+                self.spec_augmenter = pm.SpecAugmentation(
+                    time_drop_width=64, time_stripes_num=2, freq_drop_width=8, freq_stripes_num=2
+                )
                 self.bn0 = nn.BatchNorm2d(mel_bins)
                 channels = (1, *BACKBONES["cnn10"].channels)
                 for i in range(1, len(channels)):
@@ -175,8 +192,9 @@ def pad_time(x: torch.Tensor, min_frames: int) -> torch.Tensor:
     return x.repeat(1, 1, reps, 1)[..., :min_frames, :]
 
 
-def pooled_inputs(model: nn.Module, wave: torch.Tensor, ks: list[float], pool: str, name: str = "",
-                  renorm: bool = False) -> list[torch.Tensor]:
+def pooled_inputs(
+    model: nn.Module, wave: torch.Tensor, ks: list[float], pool: str, name: str = "", renorm: bool = False
+) -> list[torch.Tensor]:
     """One clip (samples,) -> its (1, 1, T', 64) conv-body input per k: one log-mel, pooled per k
     (renorm: features.simpf_renorm), repeated up to the backbone's fewest frames when too short
     (logged, naming the clip)."""
@@ -189,14 +207,23 @@ def pooled_inputs(model: nn.Module, wave: torch.Tensor, ks: list[float], pool: s
     for k in ks:
         x = simpf.time_pool(mel, k, pool, renorm)
         if x.shape[-2] < min_frames:
-            log.info("%s: audio too short for %s at k=%g (%d log-mel frames < %d): repeated to %d",
-                     name or "clip", type(model).__name__, k, x.shape[-2], min_frames, min_frames)
+            log.info(
+                "%s: audio too short for %s at k=%g (%d log-mel frames < %d): repeated to %d",
+                name or "clip",
+                type(model).__name__,
+                k,
+                x.shape[-2],
+                min_frames,
+                min_frames,
+            )
             x = pad_time(x, min_frames)
         inputs.append(x)
     return inputs
 
 
-def embed_inputs(model: nn.Module, inputs: list[torch.Tensor], batch: int, time_pool: str = "panns") -> list[torch.Tensor]:
+def embed_inputs(
+    model: nn.Module, inputs: list[torch.Tensor], batch: int, time_pool: str = "panns"
+) -> list[torch.Tensor]:
     """Run the conv body on (1, 1, T_i, 64) inputs; equal-length inputs share a forward of up to `batch`.
 
     Different lengths are never padded together: a clip's embedding must not depend on its batch."""
@@ -206,7 +233,7 @@ def embed_inputs(model: nn.Module, inputs: list[torch.Tensor], batch: int, time_
         by_length.setdefault(x.shape[-2], []).append(i)
     for members in by_length.values():
         for start in range(0, len(members), batch):
-            chunk = members[start:start + batch]
+            chunk = members[start : start + batch]
             emb = conv_body(model, torch.cat([inputs[i] for i in chunk]), time_pool)
             for i, e in zip(chunk, emb):
                 out[i] = e

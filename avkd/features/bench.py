@@ -11,6 +11,7 @@ processes on a shared machine) spreads over all variants instead of biasing one.
 `python -m avkd.features.bench --sweep X.yaml --throughput` measures the extraction pipeline's
 visual throughput against the bare Inception forward at the same batch size (is decoding hidden?).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,14 +54,24 @@ def time_variant(ext: Extractors, path: Path, k: float, fcfg) -> dict:
     visual = visual_mod.embed_frames(ext.inception, x, fcfg.batch_frames).mean(0)
     _sync(ext)
     t2 = time.perf_counter()
-    inputs = audio_mod.pooled_inputs(ext.audio, torch.from_numpy(wave).to(ext.device), [k], fcfg.audio_pool, str(path),
-                                     fcfg.simpf_renorm)
+    inputs = audio_mod.pooled_inputs(
+        ext.audio, torch.from_numpy(wave).to(ext.device), [k], fcfg.audio_pool, str(path), fcfg.simpf_renorm
+    )
     audio = audio_mod.embed_inputs(ext.audio, inputs, 1, fcfg.audio_time_pool)[0]
     _sync(ext)
     t3 = time.perf_counter()
-    assert visual.shape == (visual_mod.FEATURE_DIM,) and audio.shape == (audio_mod.BACKBONES[ext.audio_model].embed_dim,)
-    return {"decode_s": t1 - t0, "extract_s": t3 - t1, "e2e_s": t3 - t0, "visual_s": t2 - t1, "audio_s": t3 - t2,
-            "frames": len(clip.frames), "audio_frames": int(inputs[0].shape[-2])}
+    assert visual.shape == (visual_mod.FEATURE_DIM,) and audio.shape == (
+        audio_mod.BACKBONES[ext.audio_model].embed_dim,
+    )
+    return {
+        "decode_s": t1 - t0,
+        "extract_s": t3 - t1,
+        "e2e_s": t3 - t0,
+        "visual_s": t2 - t1,
+        "audio_s": t3 - t2,
+        "frames": len(clip.frames),
+        "audio_frames": int(inputs[0].shape[-2]),
+    }
 
 
 def _test_sample(dataset, n: int, seed: int) -> list:
@@ -79,7 +90,9 @@ def run_benchmark(cfg: SweepConfig, videos: int | None = None) -> dict:
     ks = sorted({1.0, *cfg.grid.ks}, reverse=True)
     sample = _test_sample(dataset, n + timing.warmup, timing.seed)
     # With too few test videos the warm-up reuses timed videos (the first run of a clip is not timed then).
-    warm, timed = (sample[:timing.warmup], sample[timing.warmup:]) if len(sample) > n else (sample[:timing.warmup], sample)
+    warm, timed = (
+        (sample[: timing.warmup], sample[timing.warmup :]) if len(sample) > n else (sample[: timing.warmup], sample)
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(timing.threads)
     runs: dict[float, list[dict]] = {k: [] for k in ks}
@@ -92,7 +105,7 @@ def run_benchmark(cfg: SweepConfig, videos: int | None = None) -> dict:
                 except MediaError:
                     break
         for i, v in enumerate(timed):
-            order = ks[i % len(ks):] + ks[:i % len(ks)]
+            order = ks[i % len(ks) :] + ks[: i % len(ks)]
             try:
                 measured = {k: time_variant(ext, v.path, k, fcfg) for k in order}
             except MediaError as err:
@@ -116,34 +129,60 @@ def _summarise(runs: dict[float, list[dict]], ext: Extractors, fcfg, threads: in
     variants = []
     for k in sorted(runs, reverse=True):
         (em, es), (tm, ts) = stats(k, "extract_s"), stats(k, "e2e_s")
-        variants.append({
-            "k": k, "name": "teacher" if k >= 1.0 else f"student k={k:g}",
-            "extract_mean_s": em, "extract_std_s": es, "e2e_mean_s": tm, "e2e_std_s": ts,
-            "decode_mean_s": stats(k, "decode_s")[0],
-            "visual_mean_s": stats(k, "visual_s")[0], "audio_mean_s": stats(k, "audio_s")[0],
-            # medians resist the spikes of a shared machine; the means are what Table II reports
-            "extract_median_s": statistics.median(r["extract_s"] for r in runs[k]),
-            "e2e_median_s": statistics.median(r["e2e_s"] for r in runs[k]),
-            "extract_reduction_pct": 100.0 * (1.0 - em / teacher_extract),
-            "e2e_reduction_pct": 100.0 * (1.0 - tm / teacher_e2e),
-            "frames_mean": stats(k, "frames")[0], "audio_frames_mean": stats(k, "audio_frames")[0],
-        })
-    return {"videos": len(runs[1.0]), "threads": threads, "device": str(ext.device), "weights": ext.weights_info(),
-            "audio_model": ext.audio_model, "audio_time_pool": fcfg.audio_time_pool, "image_size": fcfg.image_size, "batch_frames": fcfg.batch_frames, "failed": failed, "variants": variants}
+        variants.append(
+            {
+                "k": k,
+                "name": "teacher" if k >= 1.0 else f"student k={k:g}",
+                "extract_mean_s": em,
+                "extract_std_s": es,
+                "e2e_mean_s": tm,
+                "e2e_std_s": ts,
+                "decode_mean_s": stats(k, "decode_s")[0],
+                "visual_mean_s": stats(k, "visual_s")[0],
+                "audio_mean_s": stats(k, "audio_s")[0],
+                # medians resist the spikes of a shared machine; the means are what Table II reports
+                "extract_median_s": statistics.median(r["extract_s"] for r in runs[k]),
+                "e2e_median_s": statistics.median(r["e2e_s"] for r in runs[k]),
+                "extract_reduction_pct": 100.0 * (1.0 - em / teacher_extract),
+                "e2e_reduction_pct": 100.0 * (1.0 - tm / teacher_e2e),
+                "frames_mean": stats(k, "frames")[0],
+                "audio_frames_mean": stats(k, "audio_frames")[0],
+            }
+        )
+    return {
+        "videos": len(runs[1.0]),
+        "threads": threads,
+        "device": str(ext.device),
+        "weights": ext.weights_info(),
+        "audio_model": ext.audio_model,
+        "audio_time_pool": fcfg.audio_time_pool,
+        "image_size": fcfg.image_size,
+        "batch_frames": fcfg.batch_frames,
+        "failed": failed,
+        "variants": variants,
+    }
 
 
 def print_table(result: dict) -> None:
     audio = result.get("audio_model", "cnn14")  # results written before the choice existed were Cnn14
-    table = Table(title=f"Table II: feature extraction time per video ({result['videos']} test videos, "
-                        f"{result['threads']} threads, {result['device']}, {result['image_size']} px, "
-                        f"Inception-v3 + {audio_mod.LABELS[audio]}, weights inception="
-                        f"{result['weights'].get('inception')} {audio}={result['weights'].get(audio)})")
+    table = Table(
+        title=f"Table II: feature extraction time per video ({result['videos']} test videos, "
+        f"{result['threads']} threads, {result['device']}, {result['image_size']} px, "
+        f"Inception-v3 + {audio_mod.LABELS[audio]}, weights inception="
+        f"{result['weights'].get('inception')} {audio}={result['weights'].get(audio)})"
+    )
     for col in ("network", "frames", "audio frames", "extract (s)", "diff %", "end-to-end (s)", "diff %"):
         table.add_column(col, justify="left" if col == "network" else "right")
     for v in sorted(result["variants"], key=lambda v: v["k"]):
-        table.add_row(v["name"], f"{v['frames_mean']:.1f}", f"{v['audio_frames_mean']:.0f}",
-                      f"{v['extract_mean_s']:.3f} ± {v['extract_std_s']:.3f}", f"{v['extract_reduction_pct']:.1f}",
-                      f"{v['e2e_mean_s']:.3f} ± {v['e2e_std_s']:.3f}", f"{v['e2e_reduction_pct']:.1f}")
+        table.add_row(
+            v["name"],
+            f"{v['frames_mean']:.1f}",
+            f"{v['audio_frames_mean']:.0f}",
+            f"{v['extract_mean_s']:.3f} ± {v['extract_std_s']:.3f}",
+            f"{v['extract_reduction_pct']:.1f}",
+            f"{v['e2e_mean_s']:.3f} ± {v['e2e_std_s']:.3f}",
+            f"{v['e2e_reduction_pct']:.1f}",
+        )
     console.print(table)
     for f in result.get("failed", []):
         console.print(f"[red]not timed[/] {f['video_id']} ({f['path']}): {f['reason']}")
@@ -162,6 +201,7 @@ def cmd_bench(args) -> dict:
 
 
 # ---- is decoding hidden behind the model? ---------------------------------------------------------
+
 
 @torch.inference_mode()
 def measure_throughput(cfg: SweepConfig, videos: int | None = None, repeats: int = 3) -> dict:
@@ -199,12 +239,23 @@ def measure_throughput(cfg: SweepConfig, videos: int | None = None, repeats: int
             _sync(ext)
             bare.append(time.perf_counter() - t0)
     p_fps, b_fps = len(x) / min(pipeline), len(x) / min(bare)
-    return {"videos": len(ids), "frames": len(x), "batch_frames": fcfg.batch_frames, "workers": fcfg.workers,
-            "image_size": fcfg.image_size, "threads": torch.get_num_threads(), "pipeline_fps": p_fps,
-            "bare_forward_fps": b_fps, "ratio": p_fps / b_fps, "pipeline_s": pipeline, "bare_s": bare}
+    return {
+        "videos": len(ids),
+        "frames": len(x),
+        "batch_frames": fcfg.batch_frames,
+        "workers": fcfg.workers,
+        "image_size": fcfg.image_size,
+        "threads": torch.get_num_threads(),
+        "pipeline_fps": p_fps,
+        "bare_forward_fps": b_fps,
+        "ratio": p_fps / b_fps,
+        "pipeline_s": pipeline,
+        "bare_s": bare,
+    }
 
 
 # ---- what does the audio backbone cost? -------------------------------------------------------------
+
 
 @torch.inference_mode()
 def compare_audio_models(cfg: SweepConfig, videos: int | None = None, ks: tuple[float, ...] = (1.0, 0.2)) -> dict:
@@ -233,7 +284,7 @@ def compare_audio_models(cfg: SweepConfig, videos: int | None = None, ks: tuple[
     torch.set_num_threads(timing.threads)
     try:
         for i, wave in enumerate(waves):
-            for name, k in runs[i % len(runs):] + runs[:i % len(runs)]:
+            for name, k in runs[i % len(runs) :] + runs[: i % len(runs)]:
                 t0 = time.perf_counter()
                 inputs = audio_mod.pooled_inputs(models[name], wave, [k], fcfg.audio_pool, renorm=fcfg.simpf_renorm)
                 audio_mod.embed_inputs(models[name], inputs, 1, fcfg.audio_time_pool)
@@ -241,16 +292,28 @@ def compare_audio_models(cfg: SweepConfig, videos: int | None = None, ks: tuple[
                     seconds[(name, k)].append(time.perf_counter() - t0)
     finally:
         torch.set_num_threads(threads)
-    rows = [{"audio_model": name, "k": k, "mean_s": statistics.fmean(seconds[(name, k)]),
-             "median_s": statistics.median(seconds[(name, k)]),
-             "params_m": sum(p.numel() for p in models[name].parameters()) / 1e6} for name, k in runs]
-    return {"clips": len(waves) - 1, "threads": timing.threads,
-            "clip_s_mean": statistics.fmean(len(w) / fcfg.sample_rate for w in waves[1:]), "rows": rows}
+    rows = [
+        {
+            "audio_model": name,
+            "k": k,
+            "mean_s": statistics.fmean(seconds[(name, k)]),
+            "median_s": statistics.median(seconds[(name, k)]),
+            "params_m": sum(p.numel() for p in models[name].parameters()) / 1e6,
+        }
+        for name, k in runs
+    ]
+    return {
+        "clips": len(waves) - 1,
+        "threads": timing.threads,
+        "clip_s_mean": statistics.fmean(len(w) / fcfg.sample_rate for w in waves[1:]),
+        "rows": rows,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m avkd.features.bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m avkd.features.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--sweep", required=True)
     p.add_argument("--videos", type=int, default=None)
     p.add_argument("--throughput", action="store_true", help="pipeline vs bare-forward visual throughput")
@@ -262,8 +325,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.audio_models:
             r = compare_audio_models(load_sweep(args.sweep), args.videos)
             for row in r["rows"]:
-                console.print(f"{audio_mod.LABELS[row['audio_model']]} ({row['params_m']:.1f} M params) k={row['k']:g}: "
-                              f"{1000 * row['mean_s']:.1f} ms per clip (median {1000 * row['median_s']:.1f})")
+                console.print(
+                    f"{audio_mod.LABELS[row['audio_model']]} ({row['params_m']:.1f} M params) k={row['k']:g}: "
+                    f"{1000 * row['mean_s']:.1f} ms per clip (median {1000 * row['median_s']:.1f})"
+                )
             console.print(f"{r['clips']} test clips of {r['clip_s_mean']:.1f} s on average, {r['threads']} threads")
             if args.json:
                 Path(args.json).write_text(json.dumps(r, indent=2))
@@ -274,10 +339,12 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_sweep(args.sweep)
         torch.set_num_threads(cfg.grid.timing.threads)
         r = measure_throughput(cfg, args.videos)
-        console.print(f"visual throughput over {r['frames']} frames of {r['videos']} videos, batch {r['batch_frames']}, "
-                      f"{r['image_size']} px, {r['workers']} decoding workers, {r['threads']} threads: pipeline "
-                      f"{r['pipeline_fps']:.1f} frames/s vs bare forward {r['bare_forward_fps']:.1f} frames/s "
-                      f"= {100 * r['ratio']:.1f} %")
+        console.print(
+            f"visual throughput over {r['frames']} frames of {r['videos']} videos, batch {r['batch_frames']}, "
+            f"{r['image_size']} px, {r['workers']} decoding workers, {r['threads']} threads: pipeline "
+            f"{r['pipeline_fps']:.1f} frames/s vs bare forward {r['bare_forward_fps']:.1f} frames/s "
+            f"= {100 * r['ratio']:.1f} %"
+        )
         if args.json:
             Path(args.json).write_text(json.dumps(r, indent=2))
         return 0

@@ -20,6 +20,7 @@ Writes are atomic (temp file in the same folder + os.replace): a killed run leav
 `.tmp` file, which no reader opens. An unreadable or mismatching entry counts as a miss and is
 rewritten.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -99,21 +100,42 @@ class VisualEntry:
 class FeatureCache:
     """Per-video cache entries for one set of extractor weights and settings."""
 
-    def __init__(self, root: str | Path, inception_fp: str, audio_fp: str, image_size: int,
-                 sample_rate: int, audio_pool: str, audio_model: str = "cnn14", audio_time_pool: str = "panns",
-                 simpf_renorm: bool = False):
+    def __init__(
+        self,
+        root: str | Path,
+        inception_fp: str,
+        audio_fp: str,
+        image_size: int,
+        sample_rate: int,
+        audio_pool: str,
+        audio_model: str = "cnn14",
+        audio_time_pool: str = "panns",
+        simpf_renorm: bool = False,
+    ):
         if audio_model not in AUDIO_MODELS:
             raise ValueError(f"unknown audio model {audio_model!r} (known: {', '.join(AUDIO_MODELS)})")
         self.root = Path(root)
         self.visual_tag = f"inception-{inception_fp}-s{image_size}"
-        self.audio_tag = (f"{audio_model}-{audio_fp}-sr{sample_rate}-{audio_pool}" + ("-renorm" if simpf_renorm else "")
-                          + ("" if audio_time_pool == "panns" else f"-t{audio_time_pool}"))
+        self.audio_tag = (
+            f"{audio_model}-{audio_fp}-sr{sample_rate}-{audio_pool}"
+            + ("-renorm" if simpf_renorm else "")
+            + ("" if audio_time_pool == "panns" else f"-t{audio_time_pool}")
+        )
 
     @classmethod
     def for_config(cls, root: str | Path, fingerprints: dict[str, str], fcfg: FeatureConfig) -> "FeatureCache":
         """The cache of a feature config, given its extractors' fingerprints ({"inception": .., <audio model>: ..})."""
-        return cls(root, fingerprints["inception"], fingerprints[fcfg.audio_model], fcfg.image_size, fcfg.sample_rate,
-                   fcfg.audio_pool, fcfg.audio_model, fcfg.audio_time_pool, fcfg.simpf_renorm)
+        return cls(
+            root,
+            fingerprints["inception"],
+            fingerprints[fcfg.audio_model],
+            fcfg.image_size,
+            fcfg.sample_rate,
+            fcfg.audio_pool,
+            fcfg.audio_model,
+            fcfg.audio_time_pool,
+            fcfg.simpf_renorm,
+        )
 
     # ---- visual: per-frame features ----------------------------------------------------------
     def visual_path(self, vkey: str) -> Path:
@@ -126,9 +148,13 @@ class FeatureCache:
         return VisualEntry(int(data["num_frames"]), data["indices"].astype(np.int64), data["features"])
 
     def save_visual(self, vkey: str, entry: VisualEntry) -> None:
-        atomic_savez(self.visual_path(vkey), key=np.array(f"{self.visual_tag}/{vkey}"),
-                     num_frames=np.array(entry.num_frames), indices=entry.indices,
-                     features=entry.features.astype(np.float16))
+        atomic_savez(
+            self.visual_path(vkey),
+            key=np.array(f"{self.visual_tag}/{vkey}"),
+            num_frames=np.array(entry.num_frames),
+            indices=entry.indices,
+            features=entry.features.astype(np.float16),
+        )
 
     # ---- audio: one embedding per k ------------------------------------------------------------
     def audio_path(self, vkey: str, k: float) -> Path:
@@ -142,6 +168,10 @@ class FeatureCache:
         return data["embedding"], bool(data["has_audio"]), int(data["frames"])
 
     def save_audio(self, vkey: str, k: float, embedding: np.ndarray, has_audio: bool, frames: int) -> None:
-        atomic_savez(self.audio_path(vkey, k), key=np.array(f"{self.audio_tag}/k{k:g}/{vkey}"),
-                     embedding=np.asarray(embedding, np.float32), has_audio=np.array(has_audio),
-                     frames=np.array(frames))
+        atomic_savez(
+            self.audio_path(vkey, k),
+            key=np.array(f"{self.audio_tag}/k{k:g}/{vkey}"),
+            embedding=np.asarray(embedding, np.float32),
+            has_audio=np.array(has_audio),
+            frames=np.array(frames),
+        )

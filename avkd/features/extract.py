@@ -10,6 +10,7 @@ Inception forward) and runs the audio model per clip. Everything goes through th
 variant already extracted costs no decoding and no forward pass. A video that cannot be decoded is
 recorded in `errors` and skipped; the batch goes on.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -61,6 +62,7 @@ def resolve(path: str | Path) -> Path:
 
 # ---- the extractors (weights loaded once per process) ---------------------------------------------
 
+
 @dataclass
 class Extractors:
     inception: nn.Module
@@ -82,8 +84,17 @@ def get_extractors(dataset, fcfg: FeatureConfig) -> Extractors:
     """Inception-v3 + the audio model for this config (pretrained, or seeded random with re-estimated BN), cached per process."""
     w = fcfg.weights
     name = fcfg.audio_model
-    key = (fcfg.image_size, w.require_pretrained, w.inception, name, getattr(w, name), w.seed, fcfg.device,
-           str(resolve(fcfg.cache_dir)), str(getattr(dataset, "root", "")))
+    key = (
+        fcfg.image_size,
+        w.require_pretrained,
+        w.inception,
+        name,
+        getattr(w, name),
+        w.seed,
+        fcfg.device,
+        str(resolve(fcfg.cache_dir)),
+        str(getattr(dataset, "root", "")),
+    )
     if key in _LOADED:
         return _LOADED[key]
     device = pick_device(fcfg.device)  # avkd.runtime: the one device choice
@@ -107,13 +118,27 @@ def get_extractors(dataset, fcfg: FeatureConfig) -> Extractors:
         return weights_dir / f"{kind}-seed{w.seed}{suffix}-{calib_id(kind)}.pt"
 
     inception, inc_status, inc_fp = weights_mod.prepare(
-        "inception", visual_mod.new_inception, w, calibrated("inception", f"-s{fcfg.image_size}"),
-        lambda model: _calibrate_inception(model, calibration_sample(), fcfg.image_size, fcfg.batch_frames))
+        "inception",
+        visual_mod.new_inception,
+        w,
+        calibrated("inception", f"-s{fcfg.image_size}"),
+        lambda model: _calibrate_inception(model, calibration_sample(), fcfg.image_size, fcfg.batch_frames),
+    )
     audio, audio_status, audio_fp = weights_mod.prepare(
-        name, lambda: audio_mod.new_audio_model(name), w, calibrated(name),
-        lambda model: _calibrate_audio(model, calibration_sample(), fcfg.sample_rate))
-    ext = Extractors(inception.to(device), audio.to(device), name, {"inception": inc_status, name: audio_status},
-                     {"inception": inc_fp, name: audio_fp}, device)
+        name,
+        lambda: audio_mod.new_audio_model(name),
+        w,
+        calibrated(name),
+        lambda model: _calibrate_audio(model, calibration_sample(), fcfg.sample_rate),
+    )
+    ext = Extractors(
+        inception.to(device),
+        audio.to(device),
+        name,
+        {"inception": inc_status, name: audio_status},
+        {"inception": inc_fp, name: audio_fp},
+        device,
+    )
     _LOADED[key] = ext
     return ext
 
@@ -125,8 +150,10 @@ def _calibration_candidates(dataset, seed: int) -> list:
     removing other videos rarely changes the sample (and with it the weights and every cache key)."""
     train = [v for v in dataset.split("train") if v.path is not None and Path(v.path).is_file()]
     if not train:
-        raise DataError(f"{getattr(dataset, 'root', 'dataset')}: no train video files to re-estimate the "
-                        "BatchNorm statistics of random extractor weights")
+        raise DataError(
+            f"{getattr(dataset, 'root', 'dataset')}: no train video files to re-estimate the "
+            "BatchNorm statistics of random extractor weights"
+        )
     train.sort(key=lambda v: hashlib.sha256(f"{seed}:{v.video_id}".encode()).hexdigest())
     return train[: 2 * CALIBRATION_VIDEOS]
 
@@ -138,8 +165,11 @@ def _calibrate_inception(model: nn.Module, videos: list, image_size: int, batch:
             break
         try:
             n = media.probe(v.path).num_frames
-            frames.append(visual_mod.resize_frames(media.read_frames(v.path, frame_indices(n, 1.0, CALIBRATION_FRAMES)),
-                                                   image_size))
+            frames.append(
+                visual_mod.resize_frames(
+                    media.read_frames(v.path, frame_indices(n, 1.0, CALIBRATION_FRAMES)), image_size
+                )
+            )
             used += 1
         except MediaError:
             continue
@@ -148,7 +178,7 @@ def _calibrate_inception(model: nn.Module, videos: list, image_size: int, batch:
     x = torch.cat(frames)
     device = next(model.parameters()).device
     for i in range(0, len(x), min(batch, 32)):
-        model(visual_mod.normalize(x[i:i + min(batch, 32)].to(device)))
+        model(visual_mod.normalize(x[i : i + min(batch, 32)].to(device)))
 
 
 def _calibrate_audio(model: nn.Module, videos: list, sample_rate: int) -> None:
@@ -165,13 +195,16 @@ def _calibrate_audio(model: nn.Module, videos: list, sample_rate: int) -> None:
             continue
         if not has_audio or len(wave) == 0:
             continue  # silence would pull bn0's statistics to -100 dB
-        audio_mod.conv_body(model, audio_mod.pooled_inputs(model, torch.from_numpy(wave).to(device), [1.0], "spectral")[0])
+        audio_mod.conv_body(
+            model, audio_mod.pooled_inputs(model, torch.from_numpy(wave).to(device), [1.0], "spectral")[0]
+        )
         used += 1
     if used == 0:
         raise DataError(f"no train video with audio to re-estimate {type(model).__name__}'s BatchNorm statistics")
 
 
 # ---- one video -------------------------------------------------------------------------------------
+
 
 @dataclass
 class _Job:
@@ -212,14 +245,18 @@ def _decode(job: _Job, fcfg: FeatureConfig) -> _Job:
             info = clip.info
             if job.new_idx is None or job.new_idx:
                 if info.width > MAX_SIDE or info.height > MAX_SIDE:
-                    raise MediaError(str(job.path), f"resolution {info.width}x{info.height} is larger than {MAX_SIDE} px")
+                    raise MediaError(
+                        str(job.path), f"resolution {info.width}x{info.height} is larger than {MAX_SIDE} px"
+                    )
                 job.num_frames = info.num_frames
                 if job.new_idx is None:
                     # every student frame is one of the teacher's: decode those once for all ks
                     job.new_idx = frame_indices(info.num_frames, 1.0, fcfg.max_frames)
                 chunk = max(1, DECODE_CHUNK_BYTES // (info.width * info.height * 3))
-                parts = [visual_mod.resize_frames(clip.frames(job.new_idx[i:i + chunk]), fcfg.image_size)
-                         for i in range(0, len(job.new_idx), chunk)]
+                parts = [
+                    visual_mod.resize_frames(clip.frames(job.new_idx[i : i + chunk]), fcfg.image_size)
+                    for i in range(0, len(job.new_idx), chunk)
+                ]
                 job.frames = torch.cat(parts)
             if job.missing_audio:
                 job.wave, job.has_audio = clip.audio(fcfg.sample_rate)
@@ -272,7 +309,7 @@ class _FrameBatcher:
         while n > 0:
             job = self.queue[0]
             take = min(n, len(job.frames) - job.rows_taken)
-            parts.append(job.frames[job.rows_taken:job.rows_taken + take])
+            parts.append(job.frames[job.rows_taken : job.rows_taken + take])
             owners.append((job, take))
             job.rows_taken += take
             n -= take
@@ -283,7 +320,7 @@ class _FrameBatcher:
         self.forwards += 1
         finished, start = [], 0
         for job, take in owners:
-            job.outputs.append(feats[start:start + take])
+            job.outputs.append(feats[start : start + take])
             start += take
             if job.rows_taken == len(job.frames) and sum(len(o) for o in job.outputs) == len(job.frames):
                 finished.append(job)
@@ -294,8 +331,9 @@ class _FrameBatcher:
 def _audio_embeddings(ext: Extractors, job: _Job, fcfg: FeatureConfig) -> None:
     """The audio model at every missing k for one decoded clip (one log-mel, pooled per k)."""
     wave = torch.from_numpy(job.wave).to(ext.device)
-    inputs = audio_mod.pooled_inputs(ext.audio, wave, job.missing_audio, fcfg.audio_pool, job.video_id,
-                                     fcfg.simpf_renorm)
+    inputs = audio_mod.pooled_inputs(
+        ext.audio, wave, job.missing_audio, fcfg.audio_pool, job.video_id, fcfg.simpf_renorm
+    )
     embs = audio_mod.embed_inputs(ext.audio, inputs, fcfg.batch_audio, fcfg.audio_time_pool)
     for k, x, e in zip(job.missing_audio, inputs, embs):
         job.audio[k] = (e.float().cpu().numpy(), job.has_audio, int(x.shape[-2]))
@@ -303,10 +341,18 @@ def _audio_embeddings(ext: Extractors, job: _Job, fcfg: FeatureConfig) -> None:
 
 # ---- many videos, many variants ---------------------------------------------------------------------
 
-def extract_variants(dataset, fcfg: FeatureConfig, ks: Iterable[float], video_ids: list[str] | None = None,
-                     progress: bool = True, rebuild: bool = False,
-                     extractors: Extractors | None = None, nodes: list[str] | None = None,
-                     reporter=None) -> dict[float, LatentTable]:
+
+def extract_variants(
+    dataset,
+    fcfg: FeatureConfig,
+    ks: Iterable[float],
+    video_ids: list[str] | None = None,
+    progress: bool = True,
+    rebuild: bool = False,
+    extractors: Extractors | None = None,
+    nodes: list[str] | None = None,
+    reporter=None,
+) -> dict[float, LatentTable]:
     """Latent tables for the teacher (k=1.0, always included) and every k, from/into the shared cache.
 
     `video_ids`: default every usable video of every split. `rebuild`: ignore existing cache entries
@@ -354,8 +400,15 @@ def extract_variants(dataset, fcfg: FeatureConfig, ks: Iterable[float], video_id
     return tables
 
 
-def _extract_here(todo: list[_Job], ext: Extractors, cache: FeatureCache, fcfg: FeatureConfig,
-                  done: dict[str, _Job], errors: dict[str, dict], bar: "_ProgressBar") -> int:
+def _extract_here(
+    todo: list[_Job],
+    ext: Extractors,
+    cache: FeatureCache,
+    fcfg: FeatureConfig,
+    done: dict[str, _Job],
+    errors: dict[str, dict],
+    bar: "_ProgressBar",
+) -> int:
     """Decode (worker threads) and run the models (this thread) for `todo`; fills done/errors. Inception forwards."""
     batcher = _FrameBatcher(ext, fcfg.batch_frames)
 
@@ -364,13 +417,18 @@ def _extract_here(todo: list[_Job], ext: Extractors, cache: FeatureCache, fcfg: 
         job.frames, job.outputs = None, []
         bar.advance()
         if (feats is not None and not np.isfinite(feats).all()) or not all(
-                np.isfinite(job.audio[k][0]).all() for k in job.missing_audio):
-            errors[job.video_id] = {"video_id": job.video_id, "path": str(job.path),
-                                    "reason": "the extractors gave non-finite features (not cached)"}
+            np.isfinite(job.audio[k][0]).all() for k in job.missing_audio
+        ):
+            errors[job.video_id] = {
+                "video_id": job.video_id,
+                "path": str(job.path),
+                "reason": "the extractors gave non-finite features (not cached)",
+            }
             return
         if feats is not None:
-            base = job.visual or VisualEntry(job.num_frames, np.zeros(0, np.int64),
-                                             np.zeros((0, visual_mod.FEATURE_DIM), np.float16))
+            base = job.visual or VisualEntry(
+                job.num_frames, np.zeros(0, np.int64), np.zeros((0, visual_mod.FEATURE_DIM), np.float16)
+            )
             job.visual = base.merged(job.new_idx, feats)
             cache.save_visual(job.vkey, job.visual)
         for k in job.missing_audio:
@@ -398,6 +456,7 @@ def _extract_here(todo: list[_Job], ext: Extractors, cache: FeatureCache, fcfg: 
 
 # ---- sharded over a Ray cluster ----------------------------------------------------------------------
 
+
 def shard_count(fcfg: FeatureConfig, videos: int) -> int:
     """How many Ray tasks extract `videos` videos: 1 (here, no Ray) unless features.shards >= 2, or
     features.shards == 0 and Ray is initialised (then one per cluster GPU, else per cluster CPU)."""
@@ -412,9 +471,18 @@ def shard_count(fcfg: FeatureConfig, videos: int) -> int:
     return max(1, min(int(resources.get("GPU", 0)) or int(resources.get("CPU", 1)), videos))
 
 
-def _extract_sharded(fcfg: FeatureConfig, ks: list[float], todo: list[_Job], ext: Extractors, shards: int,
-                     cache: FeatureCache, done: dict[str, _Job], errors: dict[str, dict],
-                     bar: "_ProgressBar", nodes: list[str] | None = None) -> None:
+def _extract_sharded(
+    fcfg: FeatureConfig,
+    ks: list[float],
+    todo: list[_Job],
+    ext: Extractors,
+    shards: int,
+    cache: FeatureCache,
+    done: dict[str, _Job],
+    errors: dict[str, dict],
+    bar: "_ProgressBar",
+    nodes: list[str] | None = None,
+) -> None:
     """Split `todo` over `shards` Ray tasks; each returns its features, which are saved into this
     process's cache and the tables assembled from it.
 
@@ -432,12 +500,17 @@ def _extract_sharded(fcfg: FeatureConfig, ks: list[float], todo: list[_Job], ext
         shard_cfg = dataclasses.replace(fcfg, shards=1)  # a shard extracts in its own process, never re-shards
         groups = [todo[i::shards] for i in range(shards)]
         where = f", on {len(nodes)} node(s) that read the dataset" if nodes else ""
-        console.print(f"features: {len(todo)} videos in {shards} Ray shards ({'1 GPU' if gpus else '1 CPU'} each{where})")
+        console.print(
+            f"features: {len(todo)} videos in {shards} Ray shards ({'1 GPU' if gpus else '1 CPU'} each{where})"
+        )
         ext_ref = ray.put(ext)
         pending = {}
         for i, group in enumerate(groups):
-            options = {"scheduling_strategy": NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=False)} \
-                if nodes else {}
+            options = (
+                {"scheduling_strategy": NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=False)}
+                if nodes
+                else {}
+            )
             pending[task.options(**options).remote(ext_ref, shard_cfg, group)] = group
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
@@ -464,14 +537,18 @@ def _extract_sharded(fcfg: FeatureConfig, ks: list[float], todo: list[_Job], ext
         if again.new_idx == [] and not again.missing_audio:
             done[job.video_id] = again
         else:
-            errors[job.video_id] = {"video_id": job.video_id, "path": str(job.path),
-                                    "reason": "not in the feature cache after its shard returned"}
+            errors[job.video_id] = {
+                "video_id": job.video_id,
+                "path": str(job.path),
+                "reason": "not in the feature cache after its shard returned",
+            }
 
 
 @dataclass
 class ShardFeatures:
     """What a shard computed, in the cache's own terms, to be saved by the driver (FeatureCache's
     save_visual / save_audio signatures: the shard's extraction code writes here instead of a cache)."""
+
     visual: dict[str, VisualEntry] = field(default_factory=dict)  # video key -> merged per-frame features
     audio: list[tuple] = field(default_factory=list)  # (video key, k, embedding, has_audio, frames)
 
@@ -513,12 +590,16 @@ def _tables(ids, done, errors, ks, fcfg, ext) -> dict[float, LatentTable]:
             if not has_audio:
                 no_audio.append(vid)
         audio_dim = audio_mod.BACKBONES[ext.audio_model].embed_dim
-        tables[k] = LatentTable(k=k, pool=fcfg.audio_pool, video_ids=list(ok),
-                                audio=np.stack(aud).astype(np.float32) if aud else np.zeros((0, audio_dim), np.float32),
-                                visual=np.stack(vis).astype(np.float32) if vis else
-                                np.zeros((0, visual_mod.FEATURE_DIM), np.float32),
-                                no_audio=no_audio, errors=[errors[v] for v in ids if v in errors],
-                                weights=ext.weights_info())
+        tables[k] = LatentTable(
+            k=k,
+            pool=fcfg.audio_pool,
+            video_ids=list(ok),
+            audio=np.stack(aud).astype(np.float32) if aud else np.zeros((0, audio_dim), np.float32),
+            visual=np.stack(vis).astype(np.float32) if vis else np.zeros((0, visual_mod.FEATURE_DIM), np.float32),
+            no_audio=no_audio,
+            errors=[errors[v] for v in ids if v in errors],
+            weights=ext.weights_info(),
+        )
     return tables
 
 
@@ -528,9 +609,16 @@ class _ProgressBar:
     def __init__(self, enabled: bool, total: int, reporter=None):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.progress = Progress(TextColumn("features"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[rate]}"), TextColumn("ETA"), TimeRemainingColumn(),
-                                 console=console, disable=not enabled)
+        self.progress = Progress(
+            TextColumn("features"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not enabled,
+        )
         self.total, self.extracted, self.t0 = total, 0, time.time()
         self.reporter = reporter  # a sweep's progress view gets the counts instead
         if reporter is not None:
@@ -557,11 +645,14 @@ class _ProgressBar:
         self.progress.__exit__(*exc)
 
 
-def _print_summary(total: int, cached: int, decoded: int, errors: dict, no_audio: list, seconds: float,
-                   how: str) -> None:
-    console.print(f"features: {total} videos: {cached} complete in the cache, {decoded} decoded "
-                  f"({how}), {len(no_audio)} without audio (silence used), "
-                  f"{len(errors)} failed; {seconds:.1f} s")
+def _print_summary(
+    total: int, cached: int, decoded: int, errors: dict, no_audio: list, seconds: float, how: str
+) -> None:
+    console.print(
+        f"features: {total} videos: {cached} complete in the cache, {decoded} decoded "
+        f"({how}), {len(no_audio)} without audio (silence used), "
+        f"{len(errors)} failed; {seconds:.1f} s"
+    )
     for e in list(errors.values())[:10]:
         console.print(f"  [red]skipped[/] {e['video_id']} ({e['path']}): {e['reason']}")
     if len(errors) > 10:
@@ -569,6 +660,7 @@ def _print_summary(total: int, cached: int, decoded: int, errors: dict, no_audio
 
 
 # ---- CLI -----------------------------------------------------------------------------------------------
+
 
 def cmd_features(args) -> int:
     """`python -m avkd features --sweep X.yaml [--rebuild]`."""
@@ -579,6 +671,8 @@ def cmd_features(args) -> int:
     for k, table in sorted(tables.items()):
         table.save(out / f"latents-k{k:g}.npz")
     t = tables[1.0]
-    print(f"{len(t.video_ids)} videos x {len(tables)} variants (k = {', '.join(f'{k:g}' for k in sorted(tables))}); "
-          f"weights {t.weights}; tables in {out}")
+    print(
+        f"{len(t.video_ids)} videos x {len(tables)} variants (k = {', '.join(f'{k:g}' for k in sorted(tables))}); "
+        f"weights {t.weights}; tables in {out}"
+    )
     return 0

@@ -3,6 +3,7 @@
 Its own light module (numpy only), so a trial worker loads its inputs without importing the
 extractors (torchvision, PANNs, decord and PyAV: seconds per Ray worker).
 """
+
 from __future__ import annotations
 
 import json
@@ -31,18 +32,35 @@ class LatentTable:
 
     def save(self, path: str | Path) -> None:
         """One .npz (arrays + a JSON string), written atomically."""
-        meta = {"k": self.k, "pool": self.pool, "no_audio": self.no_audio, "errors": self.errors, "weights": self.weights}
-        atomic_savez(Path(path), video_ids=np.array(self.video_ids, dtype=str),
-                     audio=self.audio.astype(np.float32), visual=self.visual.astype(np.float32),
-                     meta=np.array(json.dumps(meta)))
+        meta = {
+            "k": self.k,
+            "pool": self.pool,
+            "no_audio": self.no_audio,
+            "errors": self.errors,
+            "weights": self.weights,
+        }
+        atomic_savez(
+            Path(path),
+            video_ids=np.array(self.video_ids, dtype=str),
+            audio=self.audio.astype(np.float32),
+            visual=self.visual.astype(np.float32),
+            meta=np.array(json.dumps(meta)),
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> "LatentTable":
         try:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
-                return cls(k=float(meta["k"]), pool=meta["pool"], video_ids=[str(v) for v in data["video_ids"]],
-                           audio=data["audio"], visual=data["visual"], no_audio=meta["no_audio"],
-                           errors=meta["errors"], weights=meta["weights"])
+                return cls(
+                    k=float(meta["k"]),
+                    pool=meta["pool"],
+                    video_ids=[str(v) for v in data["video_ids"]],
+                    audio=data["audio"],
+                    visual=data["visual"],
+                    no_audio=meta["no_audio"],
+                    errors=meta["errors"],
+                    weights=meta["weights"],
+                )
         except (OSError, ValueError, KeyError) as err:
             raise DataError(f"{path}: not a readable latent table ({type(err).__name__}: {err})") from None

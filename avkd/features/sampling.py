@@ -1,4 +1,5 @@
 """Which frames a variant looks at: the teacher takes every frame, a student ceil(k*N) of them (paper eq. 3)."""
+
 from __future__ import annotations
 
 import math

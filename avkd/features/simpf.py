@@ -21,6 +21,7 @@ over time exactly. Other content (frame-to-frame variation) keeps only its low f
 One deliberate difference: for n == 1 the reference's slice `x[-(1-1):]` selects every row (a
 Python quirk); here n == 1 keeps only the DC row.
 """
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Visual features: Inception-v3's 2048-d pool output per frame (paper: frames resized to 299x299)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,5 +40,5 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
 def embed_frames(model: nn.Module, frames: torch.Tensor, batch: int) -> torch.Tensor:
     """uint8 (N, 3, S, S) resized frames -> (N, 2048) float32 features, `batch` frames per forward."""
     device = next(model.parameters()).device
-    parts = [model(normalize(frames[i:i + batch].to(device))).float().cpu() for i in range(0, len(frames), batch)]
+    parts = [model(normalize(frames[i : i + batch].to(device))).float().cpu() for i in range(0, len(frames), batch)]
     return torch.cat(parts) if parts else torch.empty(0, FEATURE_DIM)

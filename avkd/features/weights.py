@@ -8,6 +8,7 @@ from the real activations, so eval-mode features would be badly scaled or collap
 re-estimated state dict is saved in the feature cache (first writer wins) and every process then
 loads that same file, so the teacher and every student, in every trial, see identical weights.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,8 +27,11 @@ from avkd.errors import WeightsError
 log = logging.getLogger(__name__)
 
 # One file per backbone, keyed by the name used everywhere (config keys, weights tags, cache folders).
-CHECKPOINT_FILES = {"inception": "inception_v3_google-0cc3c7bd.pth", "cnn10": "Cnn10_mAP=0.380.pth",
-                    "cnn14": "Cnn14_mAP=0.431.pth"}
+CHECKPOINT_FILES = {
+    "inception": "inception_v3_google-0cc3c7bd.pth",
+    "cnn10": "Cnn10_mAP=0.380.pth",
+    "cnn14": "Cnn14_mAP=0.431.pth",
+}
 PANNS_MODELS = AUDIO_MODELS  # their checkpoints live in ~/panns_data
 _warned: set[str] = set()
 
@@ -59,8 +63,10 @@ def find_checkpoint(kind: str, wcfg: WeightsConfig) -> Path | None:
         if path.is_file():
             return path
     if wcfg.require_pretrained:
-        raise WeightsError(f"no {kind} checkpoint found (looked at {', '.join(map(str, looked))}); set "
-                           f"features.weights.{kind} to a local copy of {CHECKPOINT_FILES[kind]}")
+        raise WeightsError(
+            f"no {kind} checkpoint found (looked at {', '.join(map(str, looked))}); set "
+            f"features.weights.{kind} to a local copy of {CHECKPOINT_FILES[kind]}"
+        )
     return None
 
 
@@ -71,7 +77,9 @@ def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle/zip errors come in many types; all mean the same to a user
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {str(err)[:120]})") from None
+        raise WeightsError(
+            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {str(err)[:120]})"
+        ) from None
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not isinstance(state, dict):
@@ -90,8 +98,10 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], path: Path | str
         first = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err))
         raise WeightsError(f"{path}: does not match the model ({first[:200]})") from None
     if result.missing_keys or result.unexpected_keys:
-        raise WeightsError(f"{path}: does not match the model (missing {result.missing_keys[:3]}, "
-                           f"unexpected {result.unexpected_keys[:3]})")
+        raise WeightsError(
+            f"{path}: does not match the model (missing {result.missing_keys[:3]}, "
+            f"unexpected {result.unexpected_keys[:3]})"
+        )
 
 
 def state_fingerprint(state: dict[str, torch.Tensor]) -> str:
@@ -116,10 +126,12 @@ def warn_random(kind: str, looked: Iterable[Path]) -> None:
     if kind in _warned:
         return
     _warned.add(kind)
-    msg = (f"WARNING: no pretrained {kind} checkpoint ({CHECKPOINT_FILES[kind]}) found at "
-           f"{', '.join(map(str, looked))}: using SEEDED RANDOM {kind} weights with re-estimated BatchNorm "
-           f"statistics. Features are reproducible but not ImageNet/AudioSet features; set "
-           f"features.weights.{kind} (or require_pretrained: true) for paper-like results.")
+    msg = (
+        f"WARNING: no pretrained {kind} checkpoint ({CHECKPOINT_FILES[kind]}) found at "
+        f"{', '.join(map(str, looked))}: using SEEDED RANDOM {kind} weights with re-estimated BatchNorm "
+        f"statistics. Features are reproducible but not ImageNet/AudioSet features; set "
+        f"features.weights.{kind} (or require_pretrained: true) for paper-like results."
+    )
     log.info(msg)  # for log files; the terminal gets it once, below
     from avkd.warn import warn_once  # once per sweep, not once per extraction process
 
@@ -166,8 +178,13 @@ def save_first_writer_wins(state: dict[str, torch.Tensor], path: Path) -> None:
         os.unlink(tmp)
 
 
-def prepare(kind: str, factory: Callable[[], nn.Module], wcfg: WeightsConfig, calibrated_path: Path,
-            calibrate: Callable[[nn.Module], None]) -> tuple[nn.Module, str, str]:
+def prepare(
+    kind: str,
+    factory: Callable[[], nn.Module],
+    wcfg: WeightsConfig,
+    calibrated_path: Path,
+    calibrate: Callable[[nn.Module], None],
+) -> tuple[nn.Module, str, str]:
     """(model in eval mode, "pretrained" | "random", fingerprint) for one extractor.
 
     `calibrated_path`: where the re-estimated random weights live in the cache (its name must encode
@@ -184,8 +201,10 @@ def prepare(kind: str, factory: Callable[[], nn.Module], wcfg: WeightsConfig, ca
         if state is None:
             reestimate_bn(model, calibrate)
             if not all_finite(model.state_dict()):
-                raise WeightsError(f"{kind}: re-estimated BatchNorm statistics are not finite (a calibration "
-                                   "clip with non-finite samples?); nothing was cached, rerun to retry")
+                raise WeightsError(
+                    f"{kind}: re-estimated BatchNorm statistics are not finite (a calibration "
+                    "clip with non-finite samples?); nothing was cached, rerun to retry"
+                )
             save_first_writer_wins(model.state_dict(), calibrated_path)
             # Use the file, also right after writing it: if another process won the race, its
             # (equivalent but maybe not bit-identical) weights are what every cache entry refers to.

@@ -10,6 +10,7 @@
 Every module here (except base.py) defining METHOD (or METHODS, several) is registered on import; `register` adds one
 from elsewhere (a plugin, a test). Adding a method is one new module and its tests.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -52,12 +53,14 @@ def check(cfg: SweepConfig, source: str = "") -> None:
     try:
         for i, key in enumerate(cfg.grid.losses):
             if key not in REGISTRY:
-                raise ConfigError(f"grid.losses[{i}]: unknown distillation method {key!r} "
-                                  f"(known: {', '.join(sorted(REGISTRY))})")
+                raise ConfigError(
+                    f"grid.losses[{i}]: unknown distillation method {key!r} (known: {', '.join(sorted(REGISTRY))})"
+                )
         for key in cfg.distill.losses:
             if key not in REGISTRY:
-                raise ConfigError(f"distill.losses.{key}: no distillation method of that name "
-                                  f"(known: {', '.join(sorted(REGISTRY))})")
+                raise ConfigError(
+                    f"distill.losses.{key}: no distillation method of that name (known: {', '.join(sorted(REGISTRY))})"
+                )
         for key in dict.fromkeys([*cfg.grid.losses, *cfg.distill.losses]):
             method = REGISTRY[key]
             _check_stages(cfg, method, None)
@@ -71,8 +74,13 @@ def check(cfg: SweepConfig, source: str = "") -> None:
 
 def _check_stages(cfg: SweepConfig, method: Method, guide: str | None) -> None:
     for stage in method.stages(cfg, guide):
-        have = stage_tensors(stage, set(method.mapper_outputs), method.guides(cfg, guide),
-                             guide is None and _aggregates(method), cfg.model.early_exit.enabled)
+        have = stage_tensors(
+            stage,
+            set(method.mapper_outputs),
+            method.guides(cfg, guide),
+            guide is None and _aggregates(method),
+            cfg.model.early_exit.enabled,
+        )
         what = f"stage {stage.name!r} of {method.key}" + (f" (its {guide})" if guide else "")
         check_terms(list(stage.terms), have, stage.where, what)
 

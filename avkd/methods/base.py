@@ -10,6 +10,7 @@ The training loop (avkd/training) runs the declared stages and knows no method b
 (avkd/sweep) plans the guide trials a method declares. Its settings live in
 `distill.methods.<key>` (when it has any) and its loss terms in `distill.losses.<key>`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,6 +28,7 @@ from avkd.training.stage import DECODER, MAPPER, Stage
 @dataclass(frozen=True)
 class GuideTrial:
     """A trial a method's students learn from, trained before them (avkd.role "guide")."""
+
     name: str  # "audio", "visual", "av@0.6", "mentor": the guide's name in runs and loss tensors
     k: float  # the frame rate of its features
     modality: str = "av"  # audio / visual: a single-modality teacher (the other modality zeroed)
@@ -35,7 +37,9 @@ class GuideTrial:
 
 class Method:
     key: str = ""  # the sweep file's name of the method (grid.losses, distill.losses.<key>)
-    init_from_teacher: bool | None = None  # the student decoder starts as the teacher's (None: distill.init_from_teacher)
+    init_from_teacher: bool | None = (
+        None  # the student decoder starts as the teacher's (None: distill.init_from_teacher)
+    )
     mapper_outputs: frozenset[str] = frozenset({"student_mapped"})  # named tensors its mapper produces
 
     # ---- what the sweep plans -------------------------------------------------------------------
@@ -68,8 +72,17 @@ class Method:
     def stages(self, cfg: SweepConfig, guide: str | None = None) -> list[Stage]:
         """Default: one joint stage, mapper and decoder on the method's terms, early stop on captions."""
         terms, where = self.terms(cfg, guide)
-        return [Stage("joint", frozenset({MAPPER, DECODER}), tuple(terms), where, "captions",
-                      cfg.training.epochs, self.temperature(cfg))]
+        return [
+            Stage(
+                "joint",
+                frozenset({MAPPER, DECODER}),
+                tuple(terms),
+                where,
+                "captions",
+                cfg.training.epochs,
+                self.temperature(cfg),
+            )
+        ]
 
     def guides(self, cfg: SweepConfig, guide: str | None = None) -> list[str]:
         """The frozen models a student (or the guide `guide`) learns from: the teacher and the guide trials."""

@@ -6,6 +6,7 @@ fork): task CE + KL(softmax(teacher_fused / T) || softmax(branch / T)) for each 
 weight 1, no T^2 factor (`modal_kl`). Variants: `modal_kl_t2` (T^2-scaled, this harness's first
 version) and `modal_l1` (regression), chosen in distill.losses.fused_to_modal.
 """
+
 from __future__ import annotations
 
 import torch.nn as nn

@@ -8,6 +8,7 @@ the student then learns from both. Default = the released code, where the KD wei
 Option (learned weights, as the paper describes): `kd_aggregate` + `aggregate_ce` in
 distill.losses.multi_stage, over (teacher, mentor) starting at aggregate_init.
 """
+
 from __future__ import annotations
 
 from avkd.config import LossTerm, SweepConfig

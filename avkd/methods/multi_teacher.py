@@ -12,6 +12,7 @@ shares the student's encoder with one teacher.
 single-modality teachers' latents are the AV teacher's with one part zeroed, so that target was a
 shrunken copy of the teacher latent and carried no extra knowledge.)
 """
+
 from __future__ import annotations
 
 from avkd.config import SweepConfig

@@ -1,4 +1,5 @@
 """`rep+ce` (the paper): MLP and decoder trained jointly on L_CE + lambda * L_rep (distill.losses["rep+ce"])."""
+
 from __future__ import annotations
 
 from avkd.methods.base import Method

@@ -6,6 +6,7 @@ trained teacher's, which the paper does not describe and which narrows the gap b
 freshly initialised decoder, so one sweep shows both side by side (sweeps/methods.yaml); their
 trials are tagged avkd.loss=<key> and get their own Table I rows.
 """
+
 from __future__ import annotations
 
 from avkd.config import SCRATCH_SUFFIX

@@ -6,6 +6,7 @@
 W starts at zero, so every sample starts at the `init` weights (and building the unit draws no
 random numbers: adding it leaves a trial's other initial weights unchanged).
 """
+
 from __future__ import annotations
 
 import torch

@@ -9,6 +9,7 @@ fused latent can supervise each branch on its own, before fusion (Shao et al., I
 It replaces the single DistillMLP of `rep`/`rep+ce`: same input (the concatenated student latent),
 same output space.
 """
+
 from __future__ import annotations
 
 import torch
@@ -18,11 +19,24 @@ from avkd.models.distill import DistillMLP
 
 
 class ModalBranches(nn.Module):
-    def __init__(self, audio_dim: int, visual_dim: int, out_dim: int, hidden: tuple[int, int] | list[int] = (1024, 1024),
-                 activation: str = "relu", dropout: float = 0.1):
+    def __init__(
+        self,
+        audio_dim: int,
+        visual_dim: int,
+        out_dim: int,
+        hidden: tuple[int, int] | list[int] = (1024, 1024),
+        activation: str = "relu",
+        dropout: float = 0.1,
+    ):
         super().__init__()
-        self.config = dict(audio_dim=audio_dim, visual_dim=visual_dim, out_dim=out_dim, hidden=list(hidden),
-                           activation=activation, dropout=dropout)
+        self.config = dict(
+            audio_dim=audio_dim,
+            visual_dim=visual_dim,
+            out_dim=out_dim,
+            hidden=list(hidden),
+            activation=activation,
+            dropout=dropout,
+        )
         self.audio = DistillMLP(audio_dim, out_dim, hidden, activation, dropout)
         self.visual = DistillMLP(visual_dim, out_dim, hidden, activation, dropout)
         self.fuse = nn.Linear(2 * out_dim, out_dim)

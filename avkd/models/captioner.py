@@ -3,6 +3,7 @@
 Also its checkpoint format (checkpoint/best.pt of every trial), read back by students (their
 teacher and guides) and by `python -m avkd evaluate`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,9 +15,9 @@ import torch.nn as nn
 from avkd.data.vocab import Vocabulary
 from avkd.errors import DataError
 from avkd.models.branches import ModalBranches
+from avkd.models.decode import decode
 from avkd.models.decoder import CaptionDecoder
 from avkd.models.distill import DistillMLP
-from avkd.models.decode import decode
 
 MAPPERS = {"DistillMLP": DistillMLP, "ModalBranches": ModalBranches}  # mapper kinds a checkpoint may hold
 
@@ -30,9 +31,16 @@ class Captioner(nn.Module):
     stage trains (multi_teacher's shared encoder).
     """
 
-    def __init__(self, decoder: CaptionDecoder, mean: torch.Tensor, std: torch.Tensor,
-                 mlp: DistillMLP | ModalBranches | None = None, blind: bool = False,
-                 modality: str = "av", audio_dim: int | None = None):
+    def __init__(
+        self,
+        decoder: CaptionDecoder,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        mlp: DistillMLP | ModalBranches | None = None,
+        blind: bool = False,
+        modality: str = "av",
+        audio_dim: int | None = None,
+    ):
         super().__init__()
         if modality not in ("av", "audio", "visual") or (modality != "av" and audio_dim is None):
             raise ValueError(f"modality {modality!r}: expected av, or audio / visual with audio_dim")
@@ -57,8 +65,15 @@ class Captioner(nn.Module):
         return self.mlp(x) if self.mlp is not None else x
 
     @torch.no_grad()
-    def caption(self, audio: np.ndarray, visual: np.ndarray, vocab: Vocabulary, beam_size: int = 3,
-                max_len: int = 20, length_penalty: float = 0.0) -> list[str]:
+    def caption(
+        self,
+        audio: np.ndarray,
+        visual: np.ndarray,
+        vocab: Vocabulary,
+        beam_size: int = 3,
+        max_len: int = 20,
+        length_penalty: float = 0.0,
+    ) -> list[str]:
         """Captions for (N, Da) audio and (N, Dv) visual latents (inference on any device)."""
         self.eval()
         raw = torch.from_numpy(np.concatenate([audio, visual], axis=1)).float().to(self.mean.device)
@@ -76,18 +91,24 @@ def latent_stats(latents: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
 
 def save_checkpoint(path: Path, model: Captioner, vocab: Vocabulary, info: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({
-        "format": "avkd-captioner-1",
-        "decoder_config": model.decoder.config,
-        "decoder_state": model.decoder.state_dict(),
-        "mlp_kind": type(model.mlp).__name__ if model.mlp is not None else None,
-        "mlp_config": model.mlp.config if model.mlp is not None else None,
-        "mlp_state": model.mlp.state_dict() if model.mlp is not None else None,
-        "mean": model.mean.cpu(), "std": model.std.cpu(), "blind": model.blind,
-        "modality": model.modality, "audio_dim": model.audio_dim,
-        "vocab": list(vocab.words),
-        "info": info,
-    }, path)
+    torch.save(
+        {
+            "format": "avkd-captioner-1",
+            "decoder_config": model.decoder.config,
+            "decoder_state": model.decoder.state_dict(),
+            "mlp_kind": type(model.mlp).__name__ if model.mlp is not None else None,
+            "mlp_config": model.mlp.config if model.mlp is not None else None,
+            "mlp_state": model.mlp.state_dict() if model.mlp is not None else None,
+            "mean": model.mean.cpu(),
+            "std": model.std.cpu(),
+            "blind": model.blind,
+            "modality": model.modality,
+            "audio_dim": model.audio_dim,
+            "vocab": list(vocab.words),
+            "info": info,
+        },
+        path,
+    )
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[Captioner, Vocabulary, dict]:
@@ -107,6 +128,9 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[Captioner, V
     if ck["mlp_config"] is not None:
         mlp = MAPPERS[ck.get("mlp_kind") or "DistillMLP"](**ck["mlp_config"])
         mlp.load_state_dict(ck["mlp_state"])
-    model = Captioner(decoder, ck["mean"], ck["std"], mlp, ck["blind"], ck.get("modality", "av"),
-                      ck.get("audio_dim")).to(device).eval()
+    model = (
+        Captioner(decoder, ck["mean"], ck["std"], mlp, ck["blind"], ck.get("modality", "av"), ck.get("audio_dim"))
+        .to(device)
+        .eval()
+    )
     return model, Vocabulary(ck["vocab"]), ck["info"]

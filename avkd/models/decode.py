@@ -3,6 +3,7 @@
 <pad>, <bos> and <unk> are never generated (their log-probabilities are set to -inf), so a caption is
 real words ending at <eos> or after `max_len` words. Returned token lists exclude <eos>.
 """
+
 from __future__ import annotations
 
 import torch
@@ -41,8 +42,9 @@ def greedy(decoder: CaptionDecoder, latent: torch.Tensor, max_len: int) -> list[
 
 
 @torch.no_grad()
-def beam_search(decoder: CaptionDecoder, latent: torch.Tensor, beam_size: int, max_len: int,
-                length_penalty: float = 0.0) -> list[list[int]]:
+def beam_search(
+    decoder: CaptionDecoder, latent: torch.Tensor, beam_size: int, max_len: int, length_penalty: float = 0.0
+) -> list[list[int]]:
     """Batched beam search: latent (B, D) -> B token lists (without <eos>).
 
     A finished hypothesis is ranked by sum(log p) / length ** length_penalty, length counting the
@@ -59,7 +61,7 @@ def beam_search(decoder: CaptionDecoder, latent: torch.Tensor, beam_size: int, m
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
 
     def norm(score: float, length: int) -> float:
-        return score / (length ** length_penalty)
+        return score / (length**length_penalty)
 
     for t in range(max_len):
         logits, state = decoder.step(tokens, state)
@@ -81,8 +83,9 @@ def beam_search(decoder: CaptionDecoder, latent: torch.Tensor, beam_size: int, m
         alive_scores, pick = top_scores.masked_fill(is_eos, -torch.inf).topk(K, dim=1)
         beam = top_beam.gather(1, pick)
         word = top_word.gather(1, pick)
-        history = torch.cat([history.gather(1, beam.unsqueeze(-1).expand(-1, -1, history.size(2))),
-                             word.unsqueeze(-1)], dim=2)
+        history = torch.cat(
+            [history.gather(1, beam.unsqueeze(-1).expand(-1, -1, history.size(2))), word.unsqueeze(-1)], dim=2
+        )
         scores = alive_scores
         flat = (beam + torch.arange(B, device=beam.device).unsqueeze(1) * K).view(-1)
         state = state[:, flat]
@@ -94,14 +97,23 @@ def beam_search(decoder: CaptionDecoder, latent: torch.Tensor, beam_size: int, m
     for b in range(B):
         hyps = list(finished[b])
         if len(hyps) < K:  # ran out of length: unfinished beams compete too
-            hyps += [(norm(s, history.size(2)), history[b, k].tolist())
-                     for k, s in enumerate(scores[b].tolist()) if s > -torch.inf]
+            hyps += [
+                (norm(s, history.size(2)), history[b, k].tolist())
+                for k, s in enumerate(scores[b].tolist())
+                if s > -torch.inf
+            ]
         out.append(max(hyps, key=lambda h: h[0])[1] if hyps else [])
     return out
 
 
-def decode(decoder: CaptionDecoder, latent: torch.Tensor, beam_size: int, max_len: int,
-           length_penalty: float = 0.0, batch_size: int = 128) -> list[list[int]]:
+def decode(
+    decoder: CaptionDecoder,
+    latent: torch.Tensor,
+    beam_size: int,
+    max_len: int,
+    length_penalty: float = 0.0,
+    batch_size: int = 128,
+) -> list[list[int]]:
     """Greedy for beam_size 1, beam search otherwise; in batches of `batch_size` videos."""
     out: list[list[int]] = []
     for start in range(0, latent.size(0), batch_size):

@@ -13,6 +13,7 @@ decoding step stops at the first exit head whose top word probability exceeds `t
 layers it skipped take over the exit layer's hidden state for the next step (CALM-style state
 copying). Threshold 1.0 never exits: the output is the full decoder's.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -23,16 +24,32 @@ import torch.nn as nn
 
 
 class CaptionDecoder(nn.Module):
-    def __init__(self, latent_dim: int, vocab_size: int, embed_dim: int = 256, hidden: int = 512,
-                 layers: int = 2, dropout: float = 0.3, exit_heads: bool = False):
+    def __init__(
+        self,
+        latent_dim: int,
+        vocab_size: int,
+        embed_dim: int = 256,
+        hidden: int = 512,
+        layers: int = 2,
+        dropout: float = 0.3,
+        exit_heads: bool = False,
+    ):
         super().__init__()
-        self.config = dict(latent_dim=latent_dim, vocab_size=vocab_size, embed_dim=embed_dim,
-                           hidden=hidden, layers=layers, dropout=dropout, exit_heads=exit_heads)
+        self.config = dict(
+            latent_dim=latent_dim,
+            vocab_size=vocab_size,
+            embed_dim=embed_dim,
+            hidden=hidden,
+            layers=layers,
+            dropout=dropout,
+            exit_heads=exit_heads,
+        )
         self.latent_to_hidden = nn.Linear(latent_dim, hidden)
         self.latent_to_input = nn.Linear(latent_dim, embed_dim)
         self.embed = nn.Embedding(vocab_size, embed_dim)
         self.grus = nn.ModuleList(
-            [nn.GRU(embed_dim if i == 0 else hidden, hidden, batch_first=True) for i in range(layers)])
+            [nn.GRU(embed_dim if i == 0 else hidden, hidden, batch_first=True) for i in range(layers)]
+        )
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, vocab_size)
         # exits[i] reads the output of GRU layer i (the last layer's head is `head`).
@@ -40,8 +57,9 @@ class CaptionDecoder(nn.Module):
         self.exit_threshold: float | None = None  # set only inside `early_exit`
         self.exit_counts = [0] * layers  # decoding steps (rows) that ended at each layer, inside `early_exit`
 
-    def _layers(self, x: torch.Tensor, state: torch.Tensor, keep: list | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _layers(
+        self, x: torch.Tensor, state: torch.Tensor, keep: list | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, T, E), state (L, B, H) -> top-layer output (B, T, H), new state (L, B, H).
 
         `keep`, when given, collects every layer's output (for the exit heads).
@@ -77,7 +95,7 @@ class CaptionDecoder(nn.Module):
         outs: list[torch.Tensor] = []
         self._layers(steps, self._h0(latent), keep=outs)
         heads = list(self.exits) + [self.head]
-        return [head(self.drop(out[:, 1:])) for head, out in zip(heads, outs[len(outs) - len(heads):])]
+        return [head(self.drop(out[:, 1:])) for head, out in zip(heads, outs[len(outs) - len(heads) :])]
 
     def step(self, tokens: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One decoding step: tokens (B,), state (L, B, H) -> logits (B, V), new state."""
@@ -97,8 +115,9 @@ class CaptionDecoder(nn.Module):
         finally:
             self.exit_threshold = None
 
-    def _exit_step(self, tokens: torch.Tensor, state: torch.Tensor, threshold: float
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _exit_step(
+        self, tokens: torch.Tensor, state: torch.Tensor, threshold: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """`step` with early exits: rows whose exit head is confident enough skip the layers above."""
         x = self.embed(tokens).unsqueeze(1)
         rows = torch.arange(tokens.size(0), device=tokens.device)  # rows still going up the stack
@@ -113,8 +132,11 @@ class CaptionDecoder(nn.Module):
             if logits is None:
                 logits = head_logits.new_empty((tokens.size(0), head_logits.size(-1)))
             # Exit when the top word is more likely than the threshold (so 1.0 never exits early).
-            leave = torch.ones_like(rows, dtype=torch.bool) if last else \
-                torch.softmax(head_logits.float(), dim=-1).amax(dim=-1) > threshold
+            leave = (
+                torch.ones_like(rows, dtype=torch.bool)
+                if last
+                else torch.softmax(head_logits.float(), dim=-1).amax(dim=-1) > threshold
+            )
             if leave.any():
                 done = rows[leave]
                 logits[done] = head_logits[leave]

@@ -12,6 +12,7 @@ features to the driver. What remains per node is checked here, once, before extr
 3. the dataset: the nodes that can read the video files run the extraction shards (the others only
    run trials, which need no dataset); at least the driver's node reads it (it loaded the dataset).
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,10 @@ from avkd.errors import AvkdError
 
 FILE_STORES = ("sqlite:", "file:")
 PREFLIGHT_TIMEOUT_S = 120.0  # a node that cannot even start a task in this time is reported as such
-SERVER_COMMAND = ("mlflow server --host 0.0.0.0 --port 5000 --backend-store-uri sqlite:///mlflow.db "
-                  "--artifacts-destination ./mlartifacts")
+SERVER_COMMAND = (
+    "mlflow server --host 0.0.0.0 --port 5000 --backend-store-uri sqlite:///mlflow.db "
+    "--artifacts-destination ./mlartifacts"
+)
 # Extra Ray resources of every trial, as JSON (e.g. '{"node2": 1}'): pins trials to the nodes that
 # have them. For tests and ad-hoc placement; not part of a trial's identity.
 TRIAL_RESOURCES_ENV = "AVKD_TRIAL_RESOURCES"
@@ -52,9 +55,11 @@ def is_file_store(uri: str) -> bool:
 def refuse_file_store(uri: str, nodes: int) -> None:
     """On a cluster of several nodes a file-based tracking store is one AvkdError line."""
     if nodes > 1 and is_file_store(uri):
-        raise AvkdError(f"tracking URI {uri} is a file on the driver's machine, but RAY_ADDRESS is a cluster of "
-                        f"{nodes} nodes whose trials cannot log into it: start `{SERVER_COMMAND}` on one machine "
-                        "(it serves the artifacts too) and set MLFLOW_TRACKING_URI=http://<that machine>:5000")
+        raise AvkdError(
+            f"tracking URI {uri} is a file on the driver's machine, but RAY_ADDRESS is a cluster of "
+            f"{nodes} nodes whose trials cannot log into it: start `{SERVER_COMMAND}` on one machine "
+            "(it serves the artifacts too) and set MLFLOW_TRACKING_URI=http://<that machine>:5000"
+        )
 
 
 def _probe(uri: str, videos: list[str]) -> dict:
@@ -89,8 +94,10 @@ def preflight(uri: str, videos: list[str], timeout_s: float = PREFLIGHT_TIMEOUT_
 
     nodes = alive_nodes()
     probe = ray.remote(num_cpus=0, max_retries=0)(_probe)
-    refs = {probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n.node_id, soft=False)).remote(uri, videos): n
-            for n in nodes}
+    refs = {
+        probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n.node_id, soft=False)).remote(uri, videos): n
+        for n in nodes
+    }
     ready, late = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
     if late:
         raise AvkdError(f"pre-flight: node {refs[late[0]]} did not run its check within {timeout_s:.0f} s")
@@ -116,13 +123,17 @@ def check_cluster(uri: str, dataset, console=None) -> list[str] | None:
     checked = preflight(uri, videos)
     readers = [n.node_id for n in checked if n.reads_dataset]
     if console is not None:
-        console.print(f">> cluster: {len(checked)} node(s) passed the pre-flight; {len(readers)} read the dataset "
-                      "(they run the extraction shards)")
+        console.print(
+            f">> cluster: {len(checked)} node(s) passed the pre-flight; {len(readers)} read the dataset "
+            "(they run the extraction shards)"
+        )
     if len(checked) < 2:
         return None
     if not readers:
-        raise AvkdError(f"pre-flight: no node of the cluster can read the dataset's videos (e.g. {videos[0]}); "
-                        "mount the dataset on at least one node at the same path as on the driver")
+        raise AvkdError(
+            f"pre-flight: no node of the cluster can read the dataset's videos (e.g. {videos[0]}); "
+            "mount the dataset on at least one node at the same path as on the driver"
+        )
     return readers
 
 

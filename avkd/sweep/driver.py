@@ -14,6 +14,7 @@ A rerun skips every trial whose config hash already has a FINISHED run, so a kil
 resumes where it stopped and a finished one reruns in seconds. SIGINT/SIGTERM stop the sweep in any
 phase (avkd/sweep/interrupt.py): no further phase starts, the sweep run ends KILLED, exit 130/143.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -49,6 +50,7 @@ def _abs(path: str) -> Path:
 
 # ---- the sweep ----------------------------------------------------------------------------------
 
+
 @dataclass
 class SweepOutcome:
     finished: list[str] = field(default_factory=list)
@@ -81,15 +83,22 @@ def _weights_tags(tables: dict) -> dict[str, str]:
     """avkd.weights + avkd.weights_detail (schema.weights_tags), with one loud line unless all are pretrained."""
     tags = schema.weights_tags(next(iter(tables.values())).weights)
     if tags[schema.WEIGHTS] != "pretrained":
-        console.print(f"[bold red]!! {tags[schema.WEIGHTS].upper()} backbone weights[/] ({tags[schema.WEIGHTS_DETAIL]}): "
-                      f"no pretrained checkpoint for every backbone; runs are tagged {schema.WEIGHTS}="
-                      f"{tags[schema.WEIGHTS]} and their numbers are not comparable to the paper.")
+        console.print(
+            f"[bold red]!! {tags[schema.WEIGHTS].upper()} backbone weights[/] ({tags[schema.WEIGHTS_DETAIL]}): "
+            f"no pretrained checkpoint for every backbone; runs are tagged {schema.WEIGHTS}="
+            f"{tags[schema.WEIGHTS]} and their numbers are not comparable to the paper."
+        )
     return tags
 
 
-def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
-              report_out: str = "reports/out", overrides: dict[str, Any] | None = None,
-              wait: bool = False) -> SweepOutcome:
+def run_sweep(
+    cfg: SweepConfig,
+    sweep_file: str,
+    build_report: bool = True,
+    report_out: str = "reports/out",
+    overrides: dict[str, Any] | None = None,
+    wait: bool = False,
+) -> SweepOutcome:
     """The whole sweep. SIGINT/SIGTERM stop it within seconds in any phase (avkd/sweep/interrupt.py):
     the outcome then says what finished, what was killed and what never started, with exit_code 130/143."""
     from avkd.sweep.interrupt import Interrupts, SweepInterrupted
@@ -107,8 +116,10 @@ def run_sweep(cfg: SweepConfig, sweep_file: str, build_report: bool = True,
     _view = None
     _print_summary(outcome, time.time() - t_start)
     if clock.seconds:
-        console.print("[bold]>> where the time went[/] (time/<phase>_s on the sweep run):\n   "
-                      + "\n   ".join(clock.lines()), highlight=False)
+        console.print(
+            "[bold]>> where the time went[/] (time/<phase>_s on the sweep run):\n   " + "\n   ".join(clock.lines()),
+            highlight=False,
+        )
     if outcome.where and not outcome.interrupted:
         from avkd.sweep.summary import print_where_to_look
 
@@ -126,8 +137,16 @@ def _progress_view():
     return _view if _view is not None else SweepProgress(console, live=False)
 
 
-def _sweep(cfg: SweepConfig, sweep_file: str, outcome: SweepOutcome, build_report: bool, report_out: str,
-           overrides: dict[str, Any], wait: bool, clock: PhaseClock) -> None:
+def _sweep(
+    cfg: SweepConfig,
+    sweep_file: str,
+    outcome: SweepOutcome,
+    build_report: bool,
+    report_out: str,
+    overrides: dict[str, Any],
+    wait: bool,
+    clock: PhaseClock,
+) -> None:
     from avkd import methods
     from avkd.sweep import interrupt
     from avkd.sweep.lock import HEARTBEAT_S, Owner, SweepLock
@@ -137,6 +156,7 @@ def _sweep(cfg: SweepConfig, sweep_file: str, outcome: SweepOutcome, build_repor
     # Pre-flight: an unwritable/full folder or a bad tracking store is one line now, not an hour in.
     from avkd.storage import check_sweep_folders
     from trackers.preflight import check_tracking_store
+
     check_sweep_folders({"feature cache": _abs(cfg.features.cache_dir), "runs folder": _abs(cfg.runs_dir)})
     uri = mt.resolve_tracking_uri(cfg.tracking.uri)
     check_tracking_store(uri)
@@ -164,8 +184,9 @@ def _sweep(cfg: SweepConfig, sweep_file: str, outcome: SweepOutcome, build_repor
         tags = {schema.GIT_COMMIT: mt.git_commit(), schema.DATASET_FINGERPRINT: dataset_fp}
         if overrides:
             tags[schema.OVERRIDES] = "; ".join(f"{k}={v}" for k, v in overrides.items())
-        parent, continued = mt.open_sweep_run(uri, exp_id, cfg.name, sweep_hash, params=cfg.flat(),
-                                              owner=str(Owner.current()), tags=tags)
+        parent, continued = mt.open_sweep_run(
+            uri, exp_id, cfg.name, sweep_hash, params=cfg.flat(), owner=str(Owner.current()), tags=tags
+        )
         lock.describe(parent.run_id)
         console.print(f">> sweep run {parent.run_id}" + (" (continued)" if continued else ""))
         started_ms = int(time.time() * 1000)
@@ -173,8 +194,9 @@ def _sweep(cfg: SweepConfig, sweep_file: str, outcome: SweepOutcome, build_repor
             with mt.Heartbeat(uri, parent.run_id, HEARTBEAT_S), parent:
                 if overrides:
                     parent.log_dict(overrides, schema.ARTIFACT_OVERRIDES)
-                students = _phases(cfg, sweep_file, dataset, dataset_fp, plan, parent, uri, exp_id, outcome,
-                                   clock, extraction_nodes)
+                students = _phases(
+                    cfg, sweep_file, dataset, dataset_fp, plan, parent, uri, exp_id, outcome, clock, extraction_nodes
+                )
                 parent.log_metrics(clock.metrics())
         finally:
             with interrupt.deferred():
@@ -183,12 +205,29 @@ def _sweep(cfg: SweepConfig, sweep_file: str, outcome: SweepOutcome, build_repor
         # The summary and the report come once the sweep run has ended, so its header shows the final status.
         with clock.phase("report"):
             report_path = _report(uri, parent.run_id, report_out, build_report)
-        outcome.where = {"uri": uri, "experiment_id": exp_id, "experiment": experiment, "parent_run_id": parent.run_id,
-                         "report": report_path, "student_hashes": [s.config_hash for s in students]}
+        outcome.where = {
+            "uri": uri,
+            "experiment_id": exp_id,
+            "experiment": experiment,
+            "parent_run_id": parent.run_id,
+            "report": report_path,
+            "student_hashes": [s.config_hash for s in students],
+        }
 
 
-def _phases(cfg: SweepConfig, sweep_file: str, dataset, dataset_fp: str, plan, parent, uri: str, exp_id: str,
-            outcome: SweepOutcome, clock: PhaseClock, extraction_nodes) -> list[TrialSpec]:
+def _phases(
+    cfg: SweepConfig,
+    sweep_file: str,
+    dataset,
+    dataset_fp: str,
+    plan,
+    parent,
+    uri: str,
+    exp_id: str,
+    outcome: SweepOutcome,
+    clock: PhaseClock,
+    extraction_nodes,
+) -> list[TrialSpec]:
     """Features, timing, trials: each phase starts only if no signal arrived (interrupt.check()).
     Returns the student specs that ran (tuning may re-plan them)."""
     from avkd import methods
@@ -208,8 +247,10 @@ def _phases(cfg: SweepConfig, sweep_file: str, dataset, dataset_fp: str, plan, p
     with clock.phase("features"), _view.phase("features", unit="videos") as phase:
         tables = extract_variants(dataset, cfg.features, ks, nodes=extraction_nodes, reporter=phase)
     errors = {f"{k:g}": t.errors for k, t in tables.items()}
-    parent.log_dict({"errors": errors, "no_audio": {f"{k:g}": t.no_audio for k, t in tables.items()}},
-                    schema.ARTIFACT_EXTRACTION_ERRORS)
+    parent.log_dict(
+        {"errors": errors, "no_audio": {f"{k:g}": t.no_audio for k, t in tables.items()}},
+        schema.ARTIFACT_EXTRACTION_ERRORS,
+    )
     weight_tags = _weights_tags(tables)
     parent.set_tags(weight_tags)
     sweep_inputs = build_inputs(dataset, cfg.dataset.min_count, tables, _stored_attributes(cfg))
@@ -223,12 +264,20 @@ def _phases(cfg: SweepConfig, sweep_file: str, dataset, dataset_fp: str, plan, p
     # 5. trials (Ray starts only when a phase has a trial to run: the rerun of a finished sweep starts none)
     interrupt.check()
     ctx = SweepContext(
-        config=cfg.to_dict(), sweep_file=str(sweep_file), sweep_name=cfg.name,
-        tracking_uri=uri, experiment_id=exp_id, parent_run_id=parent.run_id,
-        inputs=sweep_inputs, trials_dir=str(work / "trials"),
-        cpus_per_trial=cfg.resources.cpu, weights=weight_tags[schema.WEIGHTS],
-        weights_detail=weight_tags[schema.WEIGHTS_DETAIL], dataset_fingerprint=dataset_fp,
-        git_commit=mt.git_commit(), extraction_errors=errors,
+        config=cfg.to_dict(),
+        sweep_file=str(sweep_file),
+        sweep_name=cfg.name,
+        tracking_uri=uri,
+        experiment_id=exp_id,
+        parent_run_id=parent.run_id,
+        inputs=sweep_inputs,
+        trials_dir=str(work / "trials"),
+        cpus_per_trial=cfg.resources.cpu,
+        weights=weight_tags[schema.WEIGHTS],
+        weights_detail=weight_tags[schema.WEIGHTS_DETAIL],
+        dataset_fingerprint=dataset_fp,
+        git_commit=mt.git_commit(),
+        extraction_errors=errors,
     )
     teachers, guides, students = plan
     done = mt.finished_runs_by_hash(uri, exp_id, sweep=cfg.name)
@@ -275,8 +324,11 @@ def _record_counts(outcome: SweepOutcome, uri: str, parent_run_id: str, started_
     try:
         client = mt.mlflow_client(uri)
         run = client.get_run(parent_run_id)
-        children = mt.search_all_runs(client, run.info.experiment_id,
-                                      f"tags.`{schema.PARENT}` = '{parent_run_id}' and attributes.start_time >= {started_ms}")
+        children = mt.search_all_runs(
+            client,
+            run.info.experiment_id,
+            f"tags.`{schema.PARENT}` = '{parent_run_id}' and attributes.start_time >= {started_ms}",
+        )
         status = {r.info.run_name: r.info.status for r in children}
         accounted = {*outcome.finished, *outcome.skipped, *outcome.failed, *outcome.not_run}
         for name in outcome.planned:
@@ -288,14 +340,22 @@ def _record_counts(outcome: SweepOutcome, uri: str, parent_run_id: str, started_
                 outcome.killed.append(name)
             elif signal_received():
                 outcome.never_started.append(name)
-        counts = {"finished": len(outcome.finished), "skipped": len(outcome.skipped), "failed": len(outcome.failed),
-                  "killed": len(outcome.killed), "not_started": len(outcome.never_started) + len(outcome.not_run)}
+        counts = {
+            "finished": len(outcome.finished),
+            "skipped": len(outcome.skipped),
+            "failed": len(outcome.failed),
+            "killed": len(outcome.killed),
+            "not_started": len(outcome.never_started) + len(outcome.not_run),
+        }
         tags = [mt.RunTag(schema.SWEEP_TRIAL_COUNTS[k], str(v)) for k, v in counts.items()]  # counts: tags, not series
         if signal_received():
             tags.append(mt.RunTag(schema.INTERRUPTED, received()))
         client.log_batch(parent_run_id, tags=tags)
-        client.log_dict(parent_run_id, {k: v for k, v in outcome.__dict__.items() if k not in ("planned", "where")},
-                        schema.ARTIFACT_OUTCOME)
+        client.log_dict(
+            parent_run_id,
+            {k: v for k, v in outcome.__dict__.items() if k not in ("planned", "where")},
+            schema.ARTIFACT_OUTCOME,
+        )
     except Exception as err:  # noqa: BLE001 - the summary still prints; the sweep's own error matters more
         console.print(f"[yellow]>> could not record the trial counts on the sweep run: {err}[/]")
 
@@ -319,7 +379,113 @@ def _report(uri: str, sweep_run_id: str, report_out: str, build_report: bool) ->
         client.set_terminated(sweep_run_id, "KILLED")
         raise
     return None
+
+
+def _timed(clock: PhaseClock, run_phase):
+    """run_phase timed into the clock as trials_<phase> (teachers, students, each tuning cell ...)."""
+
+    def timed(phase: str, *args, **kwargs):
+        with clock.phase(f"trials_{phase}"):
+            return run_phase(phase, *args, **kwargs)
+
+    return timed
+
+
+def _timing(cfg: SweepConfig, uri: str, exp_id: str, parent_run_id: str) -> None:
+    from avkd.features.bench import run_benchmark
+    from trackers import mlflow_tracker as mt
+
+    d = cfg.to_dict()
+    t_hash = config_hash(
+        {
+            "features": d["features"],
+            "ks": cfg.grid.ks,
+            "timing": d["grid"]["timing"],
+            "dataset": cfg.dataset.root,
+            "role": "timing",
+        }
+    )
+    if t_hash in mt.finished_runs_by_hash(uri, exp_id, sweep=cfg.name):
+        console.print(">> timing benchmark: already done for this configuration (skipped)")
+        return
+    warn_other_sweeps()
+    console.print(f"[bold]>> timing benchmark[/] (Table II) on {cfg.grid.timing.videos} test videos")
+    result = run_benchmark(cfg)
+    mt.log_timing_run(cfg, result, parent_run_id=parent_run_id, uri=uri, config_hash=t_hash)
+
+
+def warn_other_sweeps() -> None:
+    """Table II measures time per video: other sweeps' trials on the same cores would inflate it."""
+    from avkd.sweep.lock import other_sweeps_running
+
+    for other in other_sweeps_running():
+        console.print(
+            f"[bold yellow]!! another sweep is running on this machine[/] ('{other.get('sweep', '?')}', "
+            f"pid {other.get('pid', '?')}): the Table II timings compete with it for the CPU and may be inflated"
+        )
+
+
+def _ray_init() -> None:
+    from avkd.runtime import start_ray
+    from avkd.sweep import interrupt
+
+    start_ray()
+    interrupt.reinstall()  # ray.init() replaced the SIGTERM handler with its own (a stack dump and abort)
+
+
+def _ray_shutdown() -> None:
+    from avkd.runtime import stop_ray
+
+    _SHARED.clear()
+    stop_ray()
+
+
+_SHARED: dict[int, Any] = {}  # id(SweepInputs) -> its ObjectRef while Ray is up
+
+
+def _shared(ctx: SweepContext) -> SweepContext:
+    """The context with its inputs in Ray's object store (put once per Ray session, on first use)."""
+    from avkd.sweep.inputs import SweepInputs
+
+    if not isinstance(ctx.inputs, SweepInputs):
+        return ctx
+    if id(ctx.inputs) not in _SHARED:
+        _SHARED[id(ctx.inputs)] = share(ctx.inputs)
+    return dataclasses.replace(ctx, inputs=_SHARED[id(ctx.inputs)])
+
+
+def _runnable(specs: list[TrialSpec], unusable: set[str], outcome: SweepOutcome, why: str) -> list[TrialSpec]:
+    """The specs that need none of the `unusable` trials; the others are recorded as not run."""
+    runnable = []
+    for s in specs:
+        if s.needs & unusable:
+            outcome.not_run[s.name] = why
+        else:
+            runnable.append(s)
+    return runnable
+
+
+def _ray_trial_name(trial) -> str:
+    return f"{TrialSpec.from_dict(trial.config['trial']).name}-{trial.trial_id}"
+
+
+def _run_phase(
+    phase: str,
+    specs: list[TrialSpec],
+    ctx: SweepContext,
+    cfg: SweepConfig,
+    done: dict[str, str],
+    outcome: SweepOutcome,
+    search: dict | None = None,
+) -> Any:
+    """Run `specs` as one Ray Tune experiment (skipping finished hashes). Returns the ResultGrid."""
+    from ray import tune
+
+    from avkd.sweep import interrupt
+
+    interrupt.check()  # no phase starts after a signal
     todo = []
+
     for s in specs:
         if s.config_hash in done and s.role != TUNE:
             outcome.skipped.append(s.name)
@@ -331,24 +497,37 @@ def _report(uri: str, sweep_run_id: str, report_out: str, build_report: bool) ->
         return None
     _ray_init()  # here, not before the phases: the rerun of a finished sweep starts no Ray at all
     ctx = _shared(ctx)  # the inputs go into Ray's object store once, on the first phase that runs
-    console.print(f"[bold]>> {phase}[/]: {len(todo) if search is None else search['num_samples']} trial(s) "
-                  f"on Ray ({cfg.resources.cpu:g} CPU, {cfg.resources.gpu:g} GPU each, "
-                  f"{cfg.resources.max_concurrent_trials} at a time)")
+    console.print(
+        f"[bold]>> {phase}[/]: {len(todo) if search is None else search['num_samples']} trial(s) "
+        f"on Ray ({cfg.resources.cpu:g} CPU, {cfg.resources.gpu:g} GPU each, "
+        f"{cfg.resources.max_concurrent_trials} at a time)"
+    )
     # The Ray boundary: specs and context cross it as plain dicts.
-    trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx.to_dict()),
-                                    trial_resources(cfg.resources.cpu, cfg.resources.gpu))
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, ctx=ctx.to_dict()), trial_resources(cfg.resources.cpu, cfg.resources.gpu)
+    )
     if search is None:
         param_space = {"trial": tune.grid_search([s.to_dict() for s in todo])}
-        tune_config = tune.TuneConfig(max_concurrent_trials=cfg.resources.max_concurrent_trials, reuse_actors=True,
-                                      trial_name_creator=_ray_trial_name, trial_dirname_creator=_ray_trial_name)
+        tune_config = tune.TuneConfig(
+            max_concurrent_trials=cfg.resources.max_concurrent_trials,
+            reuse_actors=True,
+            trial_name_creator=_ray_trial_name,
+            trial_dirname_creator=_ray_trial_name,
+        )
         total = len(todo)
     else:
         param_space = {"trial": todo[0].to_dict(), **search["space"]}
-        tune_config = tune.TuneConfig(max_concurrent_trials=cfg.resources.max_concurrent_trials,
-                                      search_alg=search["search_alg"], scheduler=search.get("scheduler"),
-                                      num_samples=search["num_samples"], metric="val_best", mode="max",
-                                      reuse_actors=True, trial_name_creator=_ray_trial_name,
-                                      trial_dirname_creator=_ray_trial_name)
+        tune_config = tune.TuneConfig(
+            max_concurrent_trials=cfg.resources.max_concurrent_trials,
+            search_alg=search["search_alg"],
+            scheduler=search.get("scheduler"),
+            num_samples=search["num_samples"],
+            metric="val_best",
+            mode="max",
+            reuse_actors=True,
+            trial_name_creator=_ray_trial_name,
+            trial_dirname_creator=_ray_trial_name,
+        )
         total = search["num_samples"]
     storage = _abs(cfg.runs_dir) / "ray"
     storage.mkdir(parents=True, exist_ok=True)
@@ -394,17 +573,24 @@ def _tuner(trainable, param_space: dict, tune_config, cfg: SweepConfig, phase: s
 
 def _print_summary(outcome: SweepOutcome, seconds: float) -> None:
     if outcome.interrupted:
-        console.print(f"[bold red]>> sweep interrupted ({outcome.interrupted}) after {seconds / 60:.1f} min[/]: "
-                      f"{len(outcome.finished)} trial(s) finished, {len(outcome.skipped)} skipped (already finished), "
-                      f"{len(outcome.killed)} killed, {len(outcome.never_started)} never started, "
-                      f"{len(outcome.failed)} failed; rerun the same command to resume")
-        for label, names in (("finished", outcome.finished), ("killed", outcome.killed),
-                             ("never started", outcome.never_started)):
+        console.print(
+            f"[bold red]>> sweep interrupted ({outcome.interrupted}) after {seconds / 60:.1f} min[/]: "
+            f"{len(outcome.finished)} trial(s) finished, {len(outcome.skipped)} skipped (already finished), "
+            f"{len(outcome.killed)} killed, {len(outcome.never_started)} never started, "
+            f"{len(outcome.failed)} failed; rerun the same command to resume"
+        )
+        for label, names in (
+            ("finished", outcome.finished),
+            ("killed", outcome.killed),
+            ("never started", outcome.never_started),
+        ):
             if names:
                 console.print(f"   {label}: {', '.join(names)}")
     else:
-        console.print(f"[bold]>> sweep finished in {seconds / 60:.1f} min[/]: {len(outcome.finished)} trial(s) run, "
-                      f"{len(outcome.skipped)} skipped (already finished), {len(outcome.failed)} failed")
+        console.print(
+            f"[bold]>> sweep finished in {seconds / 60:.1f} min[/]: {len(outcome.finished)} trial(s) run, "
+            f"{len(outcome.skipped)} skipped (already finished), {len(outcome.failed)} failed"
+        )
     for name, why in sorted(outcome.failed.items()):
         console.print(f"   [red]FAILED[/] {name}: {why}")
     for name, why in sorted(outcome.not_run.items()):
@@ -429,8 +615,14 @@ def cmd_sweep(args) -> int:
         return dry_run(cfg, args.sweep, overrides, console)
     _set_output_env(args)
     try:
-        outcome = run_sweep(cfg, args.sweep, build_report=not args.no_report, report_out=args.report_out,
-                            overrides=overrides, wait=getattr(args, "wait", False))
+        outcome = run_sweep(
+            cfg,
+            args.sweep,
+            build_report=not args.no_report,
+            report_out=args.report_out,
+            overrides=overrides,
+            wait=getattr(args, "wait", False),
+        )
     except AvkdError:
         raise
     except Exception:

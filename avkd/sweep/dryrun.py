@@ -4,6 +4,7 @@ Starts no Ray, extracts nothing, generates no corpus and writes no run: it reads
 exists) for its fingerprint, which is part of every trial's identity, and the tracking store (when
 it exists) for finished config hashes.
 """
+
 from __future__ import annotations
 
 from rich.console import Console
@@ -57,8 +58,10 @@ def dry_run(cfg: SweepConfig, sweep_file: str, overrides: dict, console: Console
     fp = _dataset_fingerprint(cfg)
     done, where = _finished_hashes(cfg) if fp is not None else ({}, "(not read: the dataset does not exist yet)")
     rows = plan_rows(cfg, fp or "not-generated", done)
-    table = Table(title=f"trial plan of {sweep_file}" + (" with " + " ".join(f"{k}={v}" for k, v in overrides.items())
-                                                          if overrides else ""))
+    table = Table(
+        title=f"trial plan of {sweep_file}"
+        + (" with " + " ".join(f"{k}={v}" for k, v in overrides.items()) if overrides else "")
+    )
     for column in ("phase", "trial", "role", "k", "method", "seed", "config hash", "status"):
         table.add_column(column)
     for phase, s, status in rows:
@@ -67,11 +70,15 @@ def dry_run(cfg: SweepConfig, sweep_file: str, overrides: dict, console: Console
     would = sum(1 for *_, status in rows if status == "would run")
     console.print(f"{len(rows)} trials: {would} would run, {len(rows) - would} already FINISHED in {where}")
     if fp is None:
-        console.print(f"dataset {cfg.dataset.root} does not exist yet: it is generated (or must be provided) "
-                      "when the sweep runs, so every trial would run")
+        console.print(
+            f"dataset {cfg.dataset.root} does not exist yet: it is generated (or must be provided) "
+            "when the sweep runs, so every trial would run"
+        )
     if cfg.tune is not None:
-        console.print(f"tune: each (k, loss) cell of the students is an Optuna search of {cfg.tune.num_samples} "
-                      "trials, then its best re-run for every seed")
+        console.print(
+            f"tune: each (k, loss) cell of the students is an Optuna search of {cfg.tune.num_samples} "
+            "trials, then its best re-run for every seed"
+        )
     if cfg.grid.timing.enabled:
         console.print(f"timing (Table II): {cfg.grid.timing.videos} test videos, unless already done")
     console.print("dry run: nothing was started or written")

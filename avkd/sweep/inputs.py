@@ -5,6 +5,7 @@ the driver and put into the object store once (`share`); the SweepContext carrie
 a trial on any node of the cluster gets the same object back (`trial_inputs`). No node needs the
 driver's runs/ or cache/ folder.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ SPLITS = ("train", "validate", "test")
 @dataclass
 class SweepInputs:
     """What every trial of one sweep reads: the vocabulary, the captions, and the latent tables."""
+
     vocab: list[str]
     splits: dict[str, list[str]]  # only videos with features in every variant, none with extraction errors
     videos: dict[str, dict[str, Any]]  # video_id -> {"captions": [...], "tokens": [[...], ...]}
@@ -33,17 +35,22 @@ def build_inputs(dataset, min_count: int, tables: dict, attributes: dict[str, di
     for table in tables.values():
         bad |= {e["video_id"] for e in table.errors}
     have = set.intersection(*(set(t.video_ids) for t in tables.values()))
-    splits = {s: [v.video_id for v in dataset.split(s) if v.video_id in have and v.video_id not in bad]
-              for s in SPLITS}
+    splits = {s: [v.video_id for v in dataset.split(s) if v.video_id in have and v.video_id not in bad] for s in SPLITS}
     for s, vids in splits.items():
         if not vids:
             raise AvkdError(f"dataset split '{s}' has no videos with features (see the extraction errors above)")
     keep = set().union(*splits.values())
-    videos = {v.video_id: {"captions": v.captions, "tokens": v.tokens}
-              for v in dataset.videos.values() if v.video_id in keep}
+    videos = {
+        v.video_id: {"captions": v.captions, "tokens": v.tokens} for v in dataset.videos.values() if v.video_id in keep
+    }
     test_attributes = None if attributes is None else {v: attributes[v] for v in splits["test"] if v in attributes}
-    return SweepInputs(dataset.build_vocab(min_count).words, splits, videos,
-                       {f"{k:g}": table for k, table in tables.items()}, test_attributes)
+    return SweepInputs(
+        dataset.build_vocab(min_count).words,
+        splits,
+        videos,
+        {f"{k:g}": table for k, table in tables.items()},
+        test_attributes,
+    )
 
 
 def share(inputs: SweepInputs):

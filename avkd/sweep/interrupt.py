@@ -14,6 +14,7 @@ prints what finished, what was killed and what never started, and exits 128 + si
 A second signal forces: every child process of the driver is killed and the driver exits at once
 (a rerun marks what it left RUNNING as KILLED: its owner is provably gone).
 """
+
 from __future__ import annotations
 
 import os
@@ -93,8 +94,10 @@ class Interrupts:
 
     def _handle(self, signum, frame) -> None:
         if self.signum is not None:  # the second signal: force
-            self._say(f"!! second {signal.Signals(signum).name}: forcing exit (runs left RUNNING are "
-                      "marked KILLED by the next run)")
+            self._say(
+                f"!! second {signal.Signals(signum).name}: forcing exit (runs left RUNNING are "
+                "marked KILLED by the next run)"
+            )
             for pid in reversed(_children(os.getpid())):
                 try:
                     os.kill(pid, signal.SIGKILL)

@@ -11,6 +11,7 @@ Rules (README, "Concurrency and interrupts"):
 - `other_sweeps_running()` lists the other live drivers on this machine (the Table II timing warns
   when there are any: their trials compete for the same cores).
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -128,19 +129,23 @@ class SweepLock:
         """Write who holds the lock (and, once known, the sweep run id) into the lock file."""
         if self._fd is None:
             return
-        info = {**asdict(Owner.current()), "sweep": self.sweep, "uri": self.uri, "run_id": run_id,
-                "since": time.time()}
+        info = {**asdict(Owner.current()), "sweep": self.sweep, "uri": self.uri, "run_id": run_id, "since": time.time()}
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, json.dumps(info).encode(), 0)
 
     def refusal(self, waiting: bool = False) -> str:
         h = self.holder()
-        who = (f"host {h.get('host', '?')}, pid {h.get('pid', '?')}, sweep run {h.get('run_id') or '(not yet opened)'}"
-               if h else "a driver that has not yet written its details")
+        who = (
+            f"host {h.get('host', '?')}, pid {h.get('pid', '?')}, sweep run {h.get('run_id') or '(not yet opened)'}"
+            if h
+            else "a driver that has not yet written its details"
+        )
         if waiting:
             return f"sweep '{self.sweep}' is running ({who}); waiting for it to end (--wait)"
-        return (f"sweep '{self.sweep}' is already running against {self.uri} ({who}); "
-                f"wait for it, stop it, or rerun with --wait")
+        return (
+            f"sweep '{self.sweep}' is already running against {self.uri} ({who}); "
+            f"wait for it, stop it, or rerun with --wait"
+        )
 
     def release(self) -> None:
         if self._fd is not None:

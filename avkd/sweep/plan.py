@@ -3,6 +3,7 @@
 
 Both cross the Ray boundary as plain dicts (to_dict / from_dict), nowhere else.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,6 +20,7 @@ MODALITY_TEACHERS = schema.MODALITY_GUIDES  # single-modality teachers (guide tr
 @dataclass(frozen=True)
 class GuideRef:
     """A guide trial a student learns from: its name, config hash and the k of its features."""
+
     name: str
     hash: str
     k: float
@@ -68,6 +70,7 @@ class TrialSpec:
 class SweepContext:
     """What every trial of one sweep invocation shares. No path on the driver's disk reaches a trial:
     its inputs come from Ray's object store (`inputs`), checkpoints from the tracking store."""
+
     config: dict[str, Any]  # the resolved sweep config (re-validated in the trial)
     sweep_file: str
     sweep_name: str
@@ -107,8 +110,15 @@ def _result_config(cfg: SweepConfig, dataset_fp: str) -> dict[str, Any]:
     model = {k: v for k, v in d["model"].items() if k != "early_exit" or v["enabled"]}
     # Every caption per epoch (the default): hashed as before the option existed, for the same reason.
     training = {k: v for k, v in d["training"].items() if k != "captions_per_video" or v is not None}
-    return {"dataset": data, "dataset_fingerprint": dataset_fp, "features": feats, "model": model,
-            "training": training, "decoding": d["decoding"], "evaluation": d["evaluation"]}
+    return {
+        "dataset": data,
+        "dataset_fingerprint": dataset_fp,
+        "features": feats,
+        "model": model,
+        "training": training,
+        "decoding": d["decoding"],
+        "evaluation": d["evaluation"],
+    }
 
 
 def trial_identity(cfg: SweepConfig, spec: TrialSpec, dataset_fp: str) -> str:
@@ -145,12 +155,14 @@ def _with_hash(cfg: SweepConfig, spec: TrialSpec, dataset_fp: str) -> TrialSpec:
 
 def tuned_spec(spec: TrialSpec, best: dict[str, Any]) -> TrialSpec:
     """`spec` re-run with the best settings of its Optuna search: its own identity (the untuned hash + them)."""
-    return dataclasses.replace(spec, tuned=True, overrides=best,
-                               config_hash=config_hash({"spec": spec.config_hash, "overrides": best}))
+    return dataclasses.replace(
+        spec, tuned=True, overrides=best, config_hash=config_hash({"spec": spec.config_hash, "overrides": best})
+    )
 
 
-def plan_trials(cfg: SweepConfig, dataset_fp: str, tuned: dict[str, dict] | None = None
-                ) -> tuple[list[TrialSpec], list[TrialSpec], list[TrialSpec]]:
+def plan_trials(
+    cfg: SweepConfig, dataset_fp: str, tuned: dict[str, dict] | None = None
+) -> tuple[list[TrialSpec], list[TrialSpec], list[TrialSpec]]:
     """-> (teacher phase, guides distilled from the teacher, students), each spec with its config hash.
 
     `tuned`: {"teacher" | "blind": the best settings of its Optuna search} (avkd/sweep/tune.py): those
@@ -172,8 +184,10 @@ def plan_trials(cfg: SweepConfig, dataset_fp: str, tuned: dict[str, dict] | None
             blind = _with_hash(cfg, TrialSpec(BLIND, 1.0, "ce", seed), dataset_fp)
             first.append(tuned_spec(blind, tuned[BLIND]) if BLIND in tuned else blind)
         if cfg.grid.modality_teachers:  # Table I's modality rows: multi_teacher's extra-teacher trials
-            first += [_with_hash(cfg, TrialSpec(GUIDE, 1.0, "ce", seed, guide=m, modality=m), dataset_fp)
-                      for m in MODALITY_TEACHERS]
+            first += [
+                _with_hash(cfg, TrialSpec(GUIDE, 1.0, "ce", seed, guide=m, modality=m), dataset_fp)
+                for m in MODALITY_TEACHERS
+            ]
         guide_refs: dict[tuple[str, str], GuideRef] = {}  # (method, guide name) -> its trial
         for key in cfg.grid.losses:
             for g in methods.get(key).guide_trials(cfg):
@@ -187,8 +201,13 @@ def plan_trials(cfg: SweepConfig, dataset_fp: str, tuned: dict[str, dict] | None
         for k in cfg.grid.ks:
             for key in cfg.grid.losses:
                 refs = tuple(guide_refs[key, g.name] for g in methods.get(key).guide_trials(cfg))
-                students.append(_with_hash(cfg, TrialSpec(STUDENT, float(k), key, seed, teacher=teacher.config_hash,
-                                                          guides=refs), dataset_fp))
+                students.append(
+                    _with_hash(
+                        cfg,
+                        TrialSpec(STUDENT, float(k), key, seed, teacher=teacher.config_hash, guides=refs),
+                        dataset_fp,
+                    )
+                )
     return _unique(first), _unique(middle), students
 
 

@@ -11,6 +11,7 @@ PLAIN_EVERY_S seconds while a long phase runs (feature extraction, the timing be
 Ray is imported only by TrialProgress's module-level import when trials start (the driver imports
 this module lazily), and the callback class pickles by reference (Ray pickles it).
 """
+
 from __future__ import annotations
 
 import os
@@ -23,9 +24,9 @@ from ray.tune import Callback
 from ray.tune.stopper import Stopper
 from rich.console import Console
 
-PLAIN_EVERY_S = float(os.environ.get("AVKD_PROGRESS_EVERY_S", "30"))  # heartbeat of the plain lines
-
 from avkd.sweep.interrupt import signal_received
+
+PLAIN_EVERY_S = float(os.environ.get("AVKD_PROGRESS_EVERY_S", "30"))  # heartbeat of the plain lines
 
 
 def is_terminal() -> bool:
@@ -75,7 +76,9 @@ class Phase:
         if self.total:
             eta = self.eta_s()
             count = f"{self.done}/{self.total} {self.unit} ({100 * self.done / self.total:.0f}%)"
-            return f"{self.name}: {count}, {_clock(elapsed)} elapsed" + (f", ETA {_clock(eta)}" if eta is not None else "")
+            return f"{self.name}: {count}, {_clock(elapsed)} elapsed" + (
+                f", ETA {_clock(eta)}" if eta is not None else ""
+            )
         return f"{self.name}: running, {_clock(elapsed)} elapsed"
 
     def __enter__(self) -> "Phase":
@@ -113,9 +116,17 @@ class SweepProgress:
                 TimeRemainingColumn,
             )
 
-            self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TextColumn("{task.fields[unit]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                                      TimeRemainingColumn(), console=self.console, transient=False)
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[unit]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
             self._progress.__enter__()
         else:
             self._heartbeat = threading.Thread(target=self._beat, name="avkd-progress", daemon=True)
@@ -210,8 +221,11 @@ class TrialProgress(Callback):
         score = r.get("test_score", float("nan"))
         test = "" if score != score else f"test SCORE {score:.3f}, "  # tuning trials never see the test split
         took = f" ({r[schema.TRIAL_TIME_S]:.0f} s)" if schema.TRIAL_TIME_S in r else ""
-        self.phase.advance(1, f"done {TrialSpec.from_dict(trial.config['trial']).name}: "
-                              f"{test}val {r.get('val_best', float('nan')):.3f}{took}")
+        self.phase.advance(
+            1,
+            f"done {TrialSpec.from_dict(trial.config['trial']).name}: "
+            f"{test}val {r.get('val_best', float('nan')):.3f}{took}",
+        )
 
     def on_trial_error(self, iteration, trials, trial, **info):
         from avkd.sweep.plan import TrialSpec

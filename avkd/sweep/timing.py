@@ -2,6 +2,7 @@
 
 The benchmark itself is core code and knows nothing of MLflow; this orchestration layer logs it.
 """
+
 from __future__ import annotations
 
 from avkd.config import load_sweep

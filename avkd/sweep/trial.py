@@ -8,6 +8,7 @@ writes only into its own scratch folder in the node's temp dir (removed when it 
 evaluates, and logs one nested MLflow run. The MLflow run is always closed in `finally` (inside
 RunLogger), so one failed trial cannot break the sweep.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,8 +49,12 @@ def trial_params(spec: TrialSpec, overrides: dict[str, Any], cfg: SweepConfig, s
     """What a trial logs as MLflow params: what makes it differ from the sweep's other trials (role, k,
     method, seed, tuning overrides, and every config value that differs from the sweep's), so that the
     UI's compare view and parallel coordinates work on them. The full config is the config.yaml artifact."""
-    params = {schema.PARAM_ROLE: spec.role, schema.PARAM_K: f"{spec.k:g}", schema.PARAM_METHOD: spec.method,
-              schema.PARAM_SEED: spec.seed}
+    params = {
+        schema.PARAM_ROLE: spec.role,
+        schema.PARAM_K: f"{spec.k:g}",
+        schema.PARAM_METHOD: spec.method,
+        schema.PARAM_SEED: spec.seed,
+    }
     if spec.guide is not None:
         params[schema.PARAM_GUIDE] = spec.guide
     if spec.tuned or spec.role == TUNE:
@@ -65,8 +70,13 @@ def load_trial_inputs(ctx: SweepContext, spec: TrialSpec):
     from avkd.sweep.inputs import fetch, trial_inputs
 
     # A trial with a teacher is distilled from it (k = 1 features); one without is trained on captions alone.
-    return trial_inputs(fetch(ctx.inputs), spec.k, blind=BLIND in (spec.role, spec.tunes), with_teacher=spec.teacher is not None,
-                        guide_ks={g.name: g.k for g in spec.guides})
+    return trial_inputs(
+        fetch(ctx.inputs),
+        spec.k,
+        blind=BLIND in (spec.role, spec.tunes),
+        with_teacher=spec.teacher is not None,
+        guide_ks={g.name: g.k for g in spec.guides},
+    )
 
 
 def _fault_armed(spec: TrialSpec, kind: str) -> bool:
@@ -135,9 +145,19 @@ def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
     reporting_to_tune = spec.role == TUNE
     started = time.time()
     clock = PhaseClock()  # the trial's breakdown: data, epochs, validation, test decoding and metrics, JVM starts
-    with scratch, clock, RunLogger(ctx.tracking_uri, ctx.experiment_id, spec.name, tags,
-                                   params=trial_params(spec, overrides, cfg, sweep_cfg),
-                                   parent_run_id=ctx.parent_run_id, system_metrics=True) as run:
+    with (
+        scratch,
+        clock,
+        RunLogger(
+            ctx.tracking_uri,
+            ctx.experiment_id,
+            spec.name,
+            tags,
+            params=trial_params(spec, overrides, cfg, sweep_cfg),
+            parent_run_id=ctx.parent_run_id,
+            system_metrics=True,
+        ) as run,
+    ):
         resolved = {"trial": spec.to_dict(), "overrides": overrides, "config": cfg.to_dict()}
         run.log_text(yaml.safe_dump(resolved, sort_keys=False), schema.ARTIFACT_CONFIG)
         errors = ctx.extraction_errors.get(f"{spec.k:g}", [])
@@ -177,9 +197,13 @@ def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
         run_id = run.run_id
     from ray import tune
 
-    report = {"val_best": result.val_best, "run_id": run_id, "best_epoch": result.best_epoch,
-              schema.TRIAL_TIME_S: time.time() - started,
-              "test_score": result.test_metrics.get("score", float("nan")) if result.test_metrics else float("nan")}
+    report = {
+        "val_best": result.val_best,
+        "run_id": run_id,
+        "best_epoch": result.best_epoch,
+        schema.TRIAL_TIME_S: time.time() - started,
+        "test_score": result.test_metrics.get("score", float("nan")) if result.test_metrics else float("nan"),
+    }
     tune.report(report)
     return report
 
@@ -190,13 +214,22 @@ def _train(cfg: SweepConfig, ctx: SweepContext, spec: TrialSpec, inputs, out_dir
     from avkd.training.runners import run_student, run_teacher
 
     if spec.teacher is None:
-        return run_teacher(cfg, inputs, seed=spec.seed, out_dir=out_dir, log=log, blind=spec.role == BLIND,
-                           modality=spec.modality)
+        return run_teacher(
+            cfg, inputs, seed=spec.seed, out_dir=out_dir, log=log, blind=spec.role == BLIND, modality=spec.modality
+        )
     from avkd.sweep.checkpoints import download_checkpoints
 
     needed = {"teacher": spec.teacher, **{f"guide-{g.name}": g.hash for g in spec.guides}}
     ckpts = download_checkpoints(ctx.tracking_uri, ctx.experiment_id, needed, out_dir / "learns-from")
-    return run_student(cfg, inputs, spec.method, ckpts["teacher"], seed=spec.seed, out_dir=out_dir,
-                       log=log, evaluate_test=spec.role != TUNE,
-                       guide_checkpoints={g.name: ckpts[f"guide-{g.name}"] for g in spec.guides},
-                       guide=spec.guide)
+    return run_student(
+        cfg,
+        inputs,
+        spec.method,
+        ckpts["teacher"],
+        seed=spec.seed,
+        out_dir=out_dir,
+        log=log,
+        evaluate_test=spec.role != TUNE,
+        guide_checkpoints={g.name: ckpts[f"guide-{g.name}"] for g in spec.guides},
+        guide=spec.guide,
+    )

@@ -11,6 +11,7 @@ Students search the distillation MLP, the dropouts and the L_rep weight (STUDENT
 and the blind baseline are trained on captions alone and search the one of those settings they have,
 the decoder dropout (CAPTION_ONLY_PARAMS). The teacher is tuned first: students learn from the tuned teacher.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,8 +45,18 @@ def tuned_cell(cfg: SweepConfig, spec: TrialSpec) -> bool:
     return (t.ks is None or spec.k in t.ks) and (t.losses is None or spec.method in t.losses)
 
 
-def _best_of_cell(label: str, key: str, base: TrialSpec, params: tuple[str, ...], cfg: SweepConfig, ctx: SweepContext,
-                  done: dict, outcome, run_phase, console) -> dict | None:
+def _best_of_cell(
+    label: str,
+    key: str,
+    base: TrialSpec,
+    params: tuple[str, ...],
+    cfg: SweepConfig,
+    ctx: SweepContext,
+    done: dict,
+    outcome,
+    run_phase,
+    console,
+) -> dict | None:
     """Run (or continue) the cell's Optuna study on `base`'s seed; its best parameters (None: no trial completed)."""
     import optuna
     from ray.tune.schedulers import ASHAScheduler
@@ -57,30 +68,50 @@ def _best_of_cell(label: str, key: str, base: TrialSpec, params: tuple[str, ...]
     study_name = f"{cfg.name}-{key}-{config_hash({'spec': base.config_hash, 'tune': search_space})}"
     storage = optuna.storages.RDBStorage(storage_url)
     study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize", load_if_exists=True)
-    finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    finished = [
+        t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    ]
     remaining = cfg.tune.num_samples - len(finished)
     if remaining > 0:
-        search = OptunaSearch(metric="val_best", mode="max", seed=cfg.tune.seed + len(finished),
-                              study_name=study_name, storage=storage)
-        scheduler = (ASHAScheduler(time_attr="epoch", max_t=cfg.training.epochs, grace_period=2)
-                     if cfg.tune.asha else None)
+        search = OptunaSearch(
+            metric="val_best", mode="max", seed=cfg.tune.seed + len(finished), study_name=study_name, storage=storage
+        )
+        scheduler = (
+            ASHAScheduler(time_attr="epoch", max_t=cfg.training.epochs, grace_period=2) if cfg.tune.asha else None
+        )
         tune_spec = dataclasses.replace(base, role=TUNE, tunes=base.role, config_hash=f"tune-{study_name}")
-        run_phase(f"tune {label}", [tune_spec], ctx, cfg, done, outcome,
-                  search={"space": _space(cfg, params), "search_alg": search, "scheduler": scheduler,
-                          "num_samples": remaining})
+        run_phase(
+            f"tune {label}",
+            [tune_spec],
+            ctx,
+            cfg,
+            done,
+            outcome,
+            search={
+                "space": _space(cfg, params),
+                "search_alg": search,
+                "scheduler": scheduler,
+                "num_samples": remaining,
+            },
+        )
         study = optuna.load_study(study_name=study_name, storage=storage)
     else:
-        console.print(f">> tune {label}: study already has {len(finished)} finished trials (continuing it is not needed)")
+        console.print(
+            f">> tune {label}: study already has {len(finished)} finished trials (continuing it is not needed)"
+        )
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         return None
     best = study.best_trial.params
-    console.print(f"   best of {label}: val {study.best_value:.4f} with "
-                  + ", ".join(f"{n}={v:.3g}" if isinstance(v, float) else f"{n}={v}" for n, v in best.items()))
+    console.print(
+        f"   best of {label}: val {study.best_value:.4f} with "
+        + ", ".join(f"{n}={v:.3g}" if isinstance(v, float) else f"{n}={v}" for n, v in best.items())
+    )
     return best
 
 
-def tune_references(cfg: SweepConfig, specs: list[TrialSpec], ctx: SweepContext, done: dict, outcome, run_phase,
-                    console) -> dict[str, dict]:
+def tune_references(
+    cfg: SweepConfig, specs: list[TrialSpec], ctx: SweepContext, done: dict, outcome, run_phase, console
+) -> dict[str, dict]:
     """The teacher and the blind baseline get the students' budget: {role: best overrides} (plan_trials' `tuned`).
 
     A role whose study completed no trial is left out (it then runs untuned, and is not marked tuned).
@@ -95,8 +126,9 @@ def tune_references(cfg: SweepConfig, specs: list[TrialSpec], ctx: SweepContext,
     return best
 
 
-def run_tuning(cfg: SweepConfig, specs: list[TrialSpec], ctx: SweepContext, done: dict, outcome, run_phase,
-               console) -> None:
+def run_tuning(
+    cfg: SweepConfig, specs: list[TrialSpec], ctx: SweepContext, done: dict, outcome, run_phase, console
+) -> None:
     cells: dict[tuple[float, str], list[TrialSpec]] = defaultdict(list)
     finals = []  # the tuned cells' best configurations, and the students of cells not searched as they are
     for s in specs:
@@ -106,7 +138,9 @@ def run_tuning(cfg: SweepConfig, specs: list[TrialSpec], ctx: SweepContext, done
             finals.append(s)
     for (k, loss), cell in sorted(cells.items()):
         # tune on the first seed; the best configuration is re-run for every seed
-        best = _best_of_cell(f"k={k:g} {loss}", f"k{k:g}-{loss}", cell[0], STUDENT_PARAMS, cfg, ctx, done, outcome, run_phase, console)
+        best = _best_of_cell(
+            f"k={k:g} {loss}", f"k{k:g}-{loss}", cell[0], STUDENT_PARAMS, cfg, ctx, done, outcome, run_phase, console
+        )
         if best is None:
             for s in cell:
                 outcome.not_run[s.name] = "no tuning trial completed"

@@ -3,6 +3,7 @@
 The sweep's trial (avkd/sweep/trial.py) builds TrialInputs from the files the driver wrote; tests
 build them from arrays. Everything here is checked with errors naming the split and the video.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,6 +23,7 @@ SPLITS = ("train", "validate", "test")
 @dataclass
 class Split:
     """Latents of ONE feature variant for one split: time-mean audio and visual vectors per video."""
+
     video_ids: list[str]
     audio: np.ndarray  # (N, Da) float32
     visual: np.ndarray  # (N, Dv) float32
@@ -58,6 +60,7 @@ class TrialResult:
 @dataclass
 class TrialData:
     """Standardised tensors of one trial, on the device."""
+
     train: torch.Tensor
     validate: torch.Tensor
     test: torch.Tensor
@@ -95,12 +98,15 @@ def same_videos(ours: dict[str, Split], theirs: dict[str, Split], what: str) -> 
         a, b = list(ours[s].video_ids), list(theirs[s].video_ids)
         if a != b:
             first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-            raise DataError(f"{s} split: student and {what} features list different videos "
-                            f"(position {first}: {len(a)} vs {len(b)} videos)")
+            raise DataError(
+                f"{s} split: student and {what} features list different videos "
+                f"(position {first}: {len(a)} vs {len(b)} videos)"
+            )
 
 
-def caption_pairs(split: Split, captions: dict[str, list[list[str]]], vocab: Vocabulary,
-                  max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+def caption_pairs(
+    split: Split, captions: dict[str, list[list[str]]], vocab: Vocabulary, max_len: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Every reference caption of every video -> (video row per pair (P,), sequences (P, T+2)).
 
     A sequence is <bos> w1 .. wn <eos> <pad>..: inputs are seq[:, :-1], targets seq[:, 1:].
@@ -122,19 +128,25 @@ def caption_pairs(split: Split, captions: dict[str, list[list[str]]], vocab: Voc
 def references(split: Split, refs: dict[str, list[str]], name: str) -> dict[str, list[str]]:
     missing = [v for v in split.video_ids if not refs.get(v)]
     if missing:
-        raise DataError(f"{name} split: video {missing[0]!r} has no reference captions "
-                        f"({len(missing)} such video(s))")
+        raise DataError(f"{name} split: video {missing[0]!r} has no reference captions ({len(missing)} such video(s))")
     return {v: refs[v] for v in split.video_ids}
 
 
-def make_data(standardise, raw: dict[str, np.ndarray], inputs: TrialInputs, max_caption_len: int,
-              device: torch.device) -> TrialData:
+def make_data(
+    standardise, raw: dict[str, np.ndarray], inputs: TrialInputs, max_caption_len: int, device: torch.device
+) -> TrialData:
     """Standardise every split with the model's train statistics; build the train caption pairs."""
     rows, seqs = caption_pairs(inputs.features["train"], inputs.captions, inputs.vocab, max_caption_len)
     with torch.no_grad():
         std = {s: standardise(torch.from_numpy(raw[s]).to(device)) for s in SPLITS}
-    return TrialData(std["train"], std["validate"], std["test"], rows.to(device), seqs.to(device),
-                     list(inputs.features["validate"].video_ids))
+    return TrialData(
+        std["train"],
+        std["validate"],
+        std["test"],
+        rows.to(device),
+        seqs.to(device),
+        list(inputs.features["validate"].video_ids),
+    )
 
 
 def seed_everything(seed: int) -> np.random.Generator:

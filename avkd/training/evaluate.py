@@ -3,6 +3,7 @@
 Nothing is ever selected on test: the test split is decoded once, from the best checkpoint. With
 early-exit heads the test split is also decoded at each threshold of model.early_exit (ee/t<t>/...).
 """
+
 from __future__ import annotations
 
 import time
@@ -24,9 +25,18 @@ from avkd.training.loop import EarlyStop
 from trackers import schema
 
 
-def finish(model: Captioner, data: TrialData, inputs: TrialInputs, cfg: SweepConfig, stop: EarlyStop,
-           history: list[dict], out_dir: Path, scorer: M.CaptionScorer | None, info: dict,
-           evaluate_test: bool) -> TrialResult:
+def finish(
+    model: Captioner,
+    data: TrialData,
+    inputs: TrialInputs,
+    cfg: SweepConfig,
+    stop: EarlyStop,
+    history: list[dict],
+    out_dir: Path,
+    scorer: M.CaptionScorer | None,
+    info: dict,
+    evaluate_test: bool,
+) -> TrialResult:
     """Save the best model; unless evaluate_test is False (tuning), decode and score the test split."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -61,12 +71,23 @@ def finish(model: Captioner, data: TrialData, inputs: TrialInputs, cfg: SweepCon
     extra = {"test/decode_s_per_video": decode_s / len(test.video_ids)}
     if cfg.model.early_exit.enabled and len(model.decoder.exits):
         extra.update(early_exit_metrics(model.decoder, x, test.video_ids, refs, inputs.vocab, cfg, scorer))
-    return TrialResult(metrics, averaged, stop.best, stop.best_epoch, history, checkpoint, captions_path,
-                       per_video_path, decode_s, extra)
+    return TrialResult(
+        metrics,
+        averaged,
+        stop.best,
+        stop.best_epoch,
+        history,
+        checkpoint,
+        captions_path,
+        per_video_path,
+        decode_s,
+        extra,
+    )
 
 
-def attribute_metrics(preds: dict[str, str], truths: dict[str, dict] | None,
-                      per_video: dict[str, dict[str, float]]) -> dict[str, float]:
+def attribute_metrics(
+    preds: dict[str, str], truths: dict[str, dict] | None, per_video: dict[str, dict[str, float]]
+) -> dict[str, float]:
     """Grounded attribute accuracy per group as attr/<group> (logged as test/attr/<group>), each video's
     added to `per_video` (so per_video_scores.csv carries it); nothing when the dataset stores no attributes."""
     result = attribute_accuracy(preds, truths)
@@ -83,9 +104,15 @@ def ee_key(threshold: float, name: str) -> str:
     return f"ee/t{threshold:g}/{name}"
 
 
-def early_exit_metrics(decoder: CaptionDecoder, latents: torch.Tensor, video_ids: list[str],
-                       refs: dict[str, list[str]], vocab: Vocabulary, cfg: SweepConfig,
-                       scorer: M.CaptionScorer) -> dict[str, float]:
+def early_exit_metrics(
+    decoder: CaptionDecoder,
+    latents: torch.Tensor,
+    video_ids: list[str],
+    refs: dict[str, list[str]],
+    vocab: Vocabulary,
+    cfg: SweepConfig,
+    scorer: M.CaptionScorer,
+) -> dict[str, float]:
     """Per confidence threshold: every test metric and SCORE, decoding seconds per video, where steps ended.
 
     exit_rate: share of decoding steps (beam rows) that ended before the last GRU layer;

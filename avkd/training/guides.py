@@ -4,6 +4,7 @@
 multi_stage's "mentor"). A stage's loss terms read `<guide>_logits` and, with an aggregation unit,
 `aggregate_logits` / `aggregate_log_weights`; only what the terms read is computed.
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,16 +20,22 @@ class Guides(nn.Module):
     Only the aggregation unit has parameters; the guides are held outside the module tree.
     """
 
-    def __init__(self, models: dict[str, Captioner], latents: dict[str, torch.Tensor], logits_of: list[str],
-                 aggregation: AggregationUnit | None):
+    def __init__(
+        self,
+        models: dict[str, Captioner],
+        latents: dict[str, torch.Tensor],
+        logits_of: list[str],
+        aggregation: AggregationUnit | None,
+    ):
         super().__init__()
         self.models, self.latents = dict(models), dict(latents)  # plain dicts: not trained, not saved
         self.logits_of, self.aggregation = list(logits_of), aggregation
         for model in self.models.values():
             model.eval()
 
-    def batch_outputs(self, videos: torch.Tensor, inverse: torch.Tensor, tokens: torch.Tensor,
-                      student_input: torch.Tensor) -> dict[str, torch.Tensor]:
+    def batch_outputs(
+        self, videos: torch.Tensor, inverse: torch.Tensor, tokens: torch.Tensor, student_input: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """videos: distinct train rows of the batch; inverse: pair -> video; tokens: <bos> w1 .. (P, T);
         student_input: the student's standardised latents of `videos` (a per-sample unit weighs from them)."""
         out = {}

@@ -7,6 +7,7 @@
 Every stage keeps its best epoch's weights. With model.early_exit the decoder's exit heads are
 trained in every decoder stage through the `exit_ce` term.
 """
+
 from __future__ import annotations
 
 import copy
@@ -56,9 +57,16 @@ def set_trainable(model: Captioner, decoder: bool, mlp: bool) -> list[nn.Paramet
     return [p for p in params if p.requires_grad]
 
 
-def pair_outputs(decoder: CaptionDecoder, mlp: DistillMLP | ModalBranches | None, latents: torch.Tensor,
-                 rows: torch.Tensor, seqs: torch.Tensor, teacher: torch.Tensor | None = None,
-                 guides: Guides | None = None, temperature: float | None = None) -> dict[str, torch.Tensor]:
+def pair_outputs(
+    decoder: CaptionDecoder,
+    mlp: DistillMLP | ModalBranches | None,
+    latents: torch.Tensor,
+    rows: torch.Tensor,
+    seqs: torch.Tensor,
+    teacher: torch.Tensor | None = None,
+    guides: Guides | None = None,
+    temperature: float | None = None,
+) -> dict[str, torch.Tensor]:
     """A batch of (video row, caption) pairs -> the named tensors the loss terms read.
 
     latents: standardised latents of the split (rows index them); teacher: the standardised teacher
@@ -87,8 +95,13 @@ def pair_outputs(decoder: CaptionDecoder, mlp: DistillMLP | ModalBranches | None
     return out
 
 
-def mapper_outputs(mlp: DistillMLP | ModalBranches, latents: torch.Tensor, teacher: torch.Tensor,
-                   rows: torch.Tensor, temperature: float | None = None) -> dict[str, torch.Tensor]:
+def mapper_outputs(
+    mlp: DistillMLP | ModalBranches,
+    latents: torch.Tensor,
+    teacher: torch.Tensor,
+    rows: torch.Tensor,
+    temperature: float | None = None,
+) -> dict[str, torch.Tensor]:
     """A mapper-only stage: the mapper alone, on a batch of videos."""
     x = latents[rows]
     out = dict(mlp.parts(x)) if isinstance(mlp, ModalBranches) else {"student_mapped": mlp(x)}
@@ -98,9 +111,15 @@ def mapper_outputs(mlp: DistillMLP | ModalBranches, latents: torch.Tensor, teach
     return out
 
 
-def train_epoch(params: list[nn.Parameter], optimiser: torch.optim.Optimizer, batches: list[torch.Tensor],
-                compute: Callable[[torch.Tensor], dict[str, torch.Tensor]], objective: Objective,
-                grad_clip: float, epoch: int) -> dict[str, float]:
+def train_epoch(
+    params: list[nn.Parameter],
+    optimiser: torch.optim.Optimizer,
+    batches: list[torch.Tensor],
+    compute: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+    objective: Objective,
+    grad_clip: float,
+    epoch: int,
+) -> dict[str, float]:
     """One pass over index batches: mean train/loss and train/<term> (weighted by batch size).
 
     A non-finite loss raises FloatingPointError naming the epoch (a diverged trial stops at once
@@ -144,8 +163,9 @@ def epoch_pairs(rows: np.ndarray, per_video: int | None, rng: np.random.Generato
     return np.sort(by_video[rank < per_video])
 
 
-def pair_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, window: int = 16,
-                 pairs: np.ndarray | None = None) -> list[torch.Tensor]:
+def pair_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, window: int = 16, pairs: np.ndarray | None = None
+) -> list[torch.Tensor]:
     """A shuffled pass over caption pairs (`pairs`, default all), batched by similar length to waste less
     time on padding.
 
@@ -177,8 +197,9 @@ class EarlyStop:
         return self.bad >= self.patience
 
 
-def validate_captions(model: Captioner, data: TrialData, vocab: Vocabulary, scorer: M.ValidationScorer,
-                      max_len: int) -> dict[str, float]:
+def validate_captions(
+    model: Captioner, data: TrialData, vocab: Vocabulary, scorer: M.ValidationScorer, max_len: int
+) -> dict[str, float]:
     model.eval()
     with torch.no_grad():
         x = model.mlp(data.validate) if model.mlp is not None else data.validate
@@ -197,6 +218,7 @@ def stage_objective(stage: Stage, cfg: SweepConfig) -> Objective:
 @dataclass
 class Fit:
     """What every stage of one trial trains on and reports to; `history` collects every epoch's record."""
+
     model: Captioner
     data: TrialData
     cfg: SweepConfig
@@ -216,8 +238,9 @@ def fit_stage(fit: Fit, stage: Stage) -> EarlyStop:
     return fit_mapper(fit, objective, stage.epochs, stage.temperature)
 
 
-def fit_decoder(fit: Fit, objective: Objective, train_mlp: bool, epochs: int,
-                temperature: float | None = None) -> EarlyStop:
+def fit_decoder(
+    fit: Fit, objective: Objective, train_mlp: bool, epochs: int, temperature: float | None = None
+) -> EarlyStop:
     """Train the decoder (and the mapper when train_mlp) on caption pairs; early stop on the validate split.
 
     fit.guides: frozen guide models whose outputs the loss terms read; their aggregation unit, if
@@ -241,9 +264,17 @@ def fit_decoder(fit: Fit, objective: Objective, train_mlp: bool, epochs: int,
         started = time.perf_counter()
         with phase("epochs"):
             pairs = epoch_pairs(rows, tc.captions_per_video, fit.rng)
-            record = train_epoch(params, optimiser, pair_batches(lengths, tc.batch_size, fit.rng, pairs=pairs),
-                                 lambda i: pair_outputs(model.decoder, mlp, latents, data.rows[i], data.seqs[i],
-                                                        teacher, guides, temperature), objective, tc.grad_clip, epoch)
+            record = train_epoch(
+                params,
+                optimiser,
+                pair_batches(lengths, tc.batch_size, fit.rng, pairs=pairs),
+                lambda i: pair_outputs(
+                    model.decoder, mlp, latents, data.rows[i], data.seqs[i], teacher, guides, temperature
+                ),
+                objective,
+                tc.grad_clip,
+                epoch,
+            )
         record[schema.EPOCH_S] = time.perf_counter() - started
         if guides is not None:
             record.update(guides.epoch_metrics())
@@ -272,15 +303,22 @@ def fit_mapper(fit: Fit, objective: Objective, epochs: int, temperature: float |
         started = time.perf_counter()
         batches = video_batches(len(data.train), tc.batch_size, fit.rng)
         with phase("epochs"):
-            record = train_epoch(params, optimiser, batches,
-                                 lambda rows: mapper_outputs(model.mlp, data.train, data.teacher_train, rows,
-                                                             temperature), objective, tc.grad_clip, epoch)
+            record = train_epoch(
+                params,
+                optimiser,
+                batches,
+                lambda rows: mapper_outputs(model.mlp, data.train, data.teacher_train, rows, temperature),
+                objective,
+                tc.grad_clip,
+                epoch,
+            )
         record[schema.EPOCH_S] = time.perf_counter() - started
         model.mlp.eval()
         with torch.no_grad():
             all_rows = torch.arange(len(data.validate))
-            total, parts = objective(mapper_outputs(model.mlp, data.validate, data.teacher_validate, all_rows,
-                                                    temperature))
+            total, parts = objective(
+                mapper_outputs(model.mlp, data.validate, data.teacher_validate, all_rows, temperature)
+            )
         record.update({"val/loss": float(total), **{f"val/{k}": v for k, v in parts.items()}})
         fit.log(record, epoch)
         fit.history.append({"epoch": epoch, **record})

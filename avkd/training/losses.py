@@ -13,6 +13,7 @@ so a term a method cannot feed is a ConfigError when the sweep file is loaded (a
                                                    weights: one set, or one per caption pair)
 A new loss is a new entry in LOSSES (and a name in a sweep's loss list), not a new loop.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,17 +52,20 @@ def exit_ce(out: Outputs) -> torch.Tensor:
 
 # ---- fused_to_modal: the teacher's fused latent supervises each student branch before fusion -------
 
+
 def _latent_kl(student: torch.Tensor, teacher: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """KL(softmax(teacher / T) || softmax(student / T)) over the latent's dimensions, mean over videos."""
-    return F.kl_div(F.log_softmax(student / t, dim=-1), F.log_softmax(teacher / t, dim=-1),
-                    reduction="batchmean", log_target=True)
+    return F.kl_div(
+        F.log_softmax(student / t, dim=-1), F.log_softmax(teacher / t, dim=-1), reduction="batchmean", log_target=True
+    )
 
 
 def modal_kl(out: Outputs) -> torch.Tensor:
     """VQAKD's released loss: KL from the teacher's fused latent to the audio branch plus to the visual one (no T^2)."""
     t = out["temperature"]
-    return _latent_kl(out["student_audio"], out["teacher_latent"], t) + \
-        _latent_kl(out["student_visual"], out["teacher_latent"], t)
+    return _latent_kl(out["student_audio"], out["teacher_latent"], t) + _latent_kl(
+        out["student_visual"], out["teacher_latent"], t
+    )
 
 
 def modal_kl_t2(out: Outputs) -> torch.Tensor:
@@ -72,14 +76,17 @@ def modal_kl_t2(out: Outputs) -> torch.Tensor:
 
 def modal_l1(out: Outputs) -> torch.Tensor:
     """Regression variant of modal_kl: L1(audio branch, teacher) + L1(visual branch, teacher)."""
-    return F.l1_loss(out["student_audio"], out["teacher_latent"]) + \
-        F.l1_loss(out["student_visual"], out["teacher_latent"])
+    return F.l1_loss(out["student_audio"], out["teacher_latent"]) + F.l1_loss(
+        out["student_visual"], out["teacher_latent"]
+    )
 
 
 # ---- next-word distillation from frozen guides (teacher, mentor, aggregated teachers) ---------------
 
-def _word_kl(student_logits: torch.Tensor, target_logp: torch.Tensor, targets: torch.Tensor,
-             t: torch.Tensor) -> torch.Tensor:
+
+def _word_kl(
+    student_logits: torch.Tensor, target_logp: torch.Tensor, targets: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
     """KL(target || softmax(student / T)) per caption position, mean over the non-<pad> positions."""
     logp = F.log_softmax(student_logits / t, dim=-1)
     per_position = (target_logp.exp() * (target_logp - logp)).sum(-1)
@@ -164,8 +171,10 @@ def check_terms(terms: list[LossTerm], available: set[str], where: str, why: str
             raise ConfigError(f"{where}[{i}].name: unknown loss {term.name!r} (known: {', '.join(sorted(LOSSES))})")
         missing = sorted(LOSSES[term.name].inputs - available)
         if missing:
-            raise ConfigError(f"{where}[{i}]: loss {term.name!r} reads {', '.join(missing)}, which {why or 'this stage'} "
-                              f"does not produce (it has: {', '.join(sorted(available))})")
+            raise ConfigError(
+                f"{where}[{i}]: loss {term.name!r} reads {', '.join(missing)}, which {why or 'this stage'} "
+                f"does not produce (it has: {', '.join(sorted(available))})"
+            )
 
 
 def build_objective(terms: list[LossTerm], where: str = "distill.losses") -> Objective:
@@ -183,8 +192,10 @@ def build_objective(terms: list[LossTerm], where: str = "distill.losses") -> Obj
             try:
                 value = fn(out)
             except KeyError as err:
-                raise ConfigError(f"{where}: loss {name!r} needs {err.args[0]!r}, which this training stage "
-                                  f"does not compute (it has: {', '.join(out)})") from None
+                raise ConfigError(
+                    f"{where}: loss {name!r} needs {err.args[0]!r}, which this training stage "
+                    f"does not compute (it has: {', '.join(out)})"
+                ) from None
             parts[name] = float(value.detach())
             total = weight * value if total is None else total + weight * value
         return total, parts

@@ -8,6 +8,7 @@
 Every stage early-stops on the *validate* split and keeps its best epoch; the test split is decoded
 once from the best model (evaluate.py). Nothing is ever selected on test.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,8 +23,16 @@ from avkd.evaluation import metrics as M
 from avkd.methods.base import Method
 from avkd.models.captioner import Captioner, latent_stats, load_checkpoint
 from avkd.models.decoder import CaptionDecoder
-from avkd.training.data import (TrialInputs, TrialResult, make_data, raw_latents, references, same_videos,
-                                seed_everything, split_latents)
+from avkd.training.data import (
+    TrialInputs,
+    TrialResult,
+    make_data,
+    raw_latents,
+    references,
+    same_videos,
+    seed_everything,
+    split_latents,
+)
 from avkd.training.evaluate import finish
 from avkd.training.guides import Guides
 from avkd.training.loop import Fit, LogFn, fit_stage
@@ -40,13 +49,22 @@ def _device(cfg: SweepConfig) -> torch.device:
 
 def _new_decoder(cfg: SweepConfig, latent_dim: int, vocab_size: int) -> CaptionDecoder:
     mc = cfg.model
-    return CaptionDecoder(latent_dim, vocab_size, mc.embed_dim, mc.hidden, mc.layers, mc.dropout,
-                          exit_heads=mc.early_exit.enabled)
+    return CaptionDecoder(
+        latent_dim, vocab_size, mc.embed_dim, mc.hidden, mc.layers, mc.dropout, exit_heads=mc.early_exit.enabled
+    )
 
 
-def run_teacher(cfg: SweepConfig, inputs: TrialInputs, seed: int, out_dir: Path, log: LogFn,
-                blind: bool = False, scorer: M.CaptionScorer | None = None,
-                evaluate_test: bool = True, modality: str = "av") -> TrialResult:
+def run_teacher(
+    cfg: SweepConfig,
+    inputs: TrialInputs,
+    seed: int,
+    out_dir: Path,
+    log: LogFn,
+    blind: bool = False,
+    scorer: M.CaptionScorer | None = None,
+    evaluate_test: bool = True,
+    modality: str = "av",
+) -> TrialResult:
     """Train the teacher (k = 1 features) with L_CE, or with blind=True the zero-latent baseline.
 
     modality "audio" / "visual": a single-modality teacher (multi_teacher's extra teachers), the
@@ -64,8 +82,9 @@ def run_teacher(cfg: SweepConfig, inputs: TrialInputs, seed: int, out_dir: Path,
     with phase("validation"):
         val_scorer = M.ValidationScorer(references(inputs.features["validate"], inputs.references, "validate"))
     fit = Fit(model, data, cfg, inputs.vocab, val_scorer, rng, log)
-    stage = Stage("teacher", frozenset({DECODER}), (LossTerm("ce", 1.0),), "teacher loss", "captions",
-                  cfg.training.epochs)
+    stage = Stage(
+        "teacher", frozenset({DECODER}), (LossTerm("ce", 1.0),), "teacher loss", "captions", cfg.training.epochs
+    )
     stop = fit_stage(fit, stage)
     info = {"kind": "blind" if blind else "teacher", "mode": "ce", "seed": seed, "modality": modality}
     return finish(model, data, inputs, cfg, stop, fit.history, out_dir, scorer, info, evaluate_test)
@@ -83,8 +102,9 @@ def _load_teacher(path: Path, inputs: TrialInputs, device: torch.device) -> Capt
 def _load_guide(path: Path, inputs: TrialInputs, device: torch.device, what: str) -> Captioner:
     model, vocab, _ = load_checkpoint(path, str(device))
     if vocab.words != inputs.vocab.words:
-        raise DataError(f"{path}: the {what}'s vocabulary differs from this trial's ({len(vocab)} vs "
-                        f"{len(inputs.vocab)} words)")
+        raise DataError(
+            f"{path}: the {what}'s vocabulary differs from this trial's ({len(vocab)} vs {len(inputs.vocab)} words)"
+        )
     return model
 
 
@@ -92,9 +112,16 @@ def _reads(stages: list[Stage]) -> set[str]:
     return set().union(*(LOSSES[t.name].inputs for s in stages for t in s.terms if t.name in LOSSES))
 
 
-def build_guides(method: Method, cfg: SweepConfig, stages: list[Stage], names: list[str],
-                  models: dict[str, Captioner], latents: dict[str, torch.Tensor], in_dim: int,
-                  student: bool) -> Guides | None:
+def build_guides(
+    method: Method,
+    cfg: SweepConfig,
+    stages: list[Stage],
+    names: list[str],
+    models: dict[str, Captioner],
+    latents: dict[str, torch.Tensor],
+    in_dim: int,
+    student: bool,
+) -> Guides | None:
     """The guides the stages' terms read: which logits, and the aggregation unit (None: they read none)."""
     reads = _reads(stages)
     logits_of = [n for n in names if f"{n}_logits" in reads]
@@ -102,17 +129,29 @@ def build_guides(method: Method, cfg: SweepConfig, stages: list[Stage], names: l
     if reads & {"aggregate_logits", "aggregate_log_weights"}:
         aggregation = method.aggregation(cfg, names, in_dim) if student else None
         if aggregation is None:  # (avkd.methods.check rejects this when the sweep file is loaded)
-            raise ConfigError(f"{stages[0].where}: the aggregate_* terms need an aggregation unit, which "
-                              f"{method.key!r} does not have here")
+            raise ConfigError(
+                f"{stages[0].where}: the aggregate_* terms need an aggregation unit, which "
+                f"{method.key!r} does not have here"
+            )
         aggregation = aggregation.to(latents["teacher"].device)
     if not logits_of and aggregation is None:
         return None
     return Guides(models, latents, logits_of, aggregation)
 
 
-def run_student(cfg: SweepConfig, inputs: TrialInputs, method: str, teacher_checkpoint: Path, seed: int,
-                out_dir: Path, log: LogFn, scorer: M.CaptionScorer | None = None, evaluate_test: bool = True,
-                guide_checkpoints: dict[str, Path] | None = None, guide: str | None = None) -> TrialResult:
+def run_student(
+    cfg: SweepConfig,
+    inputs: TrialInputs,
+    method: str,
+    teacher_checkpoint: Path,
+    seed: int,
+    out_dir: Path,
+    log: LogFn,
+    scorer: M.CaptionScorer | None = None,
+    evaluate_test: bool = True,
+    guide_checkpoints: dict[str, Path] | None = None,
+    guide: str | None = None,
+) -> TrialResult:
     """Train a student on compressed-input latents by the stages of `method`, distilled from the teacher.
 
     The mapper (the method's; the paper's MLP by default) maps the student's standardised latent
@@ -143,8 +182,10 @@ def run_student(cfg: SweepConfig, inputs: TrialInputs, method: str, teacher_chec
     if m.starts_from_teacher(cfg):
         for key in ("embed_dim", "hidden", "layers", "exit_heads"):
             if decoder.config[key] != teacher.decoder.config.get(key, False):
-                raise ConfigError(f"distill.init_from_teacher: model.{key} is {decoder.config[key]} but the teacher's "
-                                  f"is {teacher.decoder.config.get(key, False)} ({teacher_checkpoint})")
+                raise ConfigError(
+                    f"distill.init_from_teacher: model.{key} is {decoder.config[key]} but the teacher's "
+                    f"is {teacher.decoder.config.get(key, False)} ({teacher_checkpoint})"
+                )
         decoder.load_state_dict(teacher.decoder.state_dict())
     audio_dim = inputs.features["train"].audio.shape[1]
     mapper = m.mapper(cfg, audio_dim, raw["train"].shape[1] - audio_dim, teacher_dim)
@@ -181,9 +222,13 @@ def run_student(cfg: SweepConfig, inputs: TrialInputs, method: str, teacher_chec
         if len(stages) > 1:  # each stage's curves apart in the tracker (train/stage1/loss ...), never one jumping curve
             fit.log = _stage_log(log, number)
         stop = fit_stage(fit, stage)
-    info = {"kind": "student" if guide is None else guide, "mode": method, "seed": seed,
-            "teacher_checkpoint": str(teacher_checkpoint),
-            "guides": {name: str(path) for name, path in guide_checkpoints.items()}}
+    info = {
+        "kind": "student" if guide is None else guide,
+        "mode": method,
+        "seed": seed,
+        "teacher_checkpoint": str(teacher_checkpoint),
+        "guides": {name: str(path) for name, path in guide_checkpoints.items()},
+    }
     if guides is not None and guides.aggregation is not None:
         info["aggregate_weights"] = guides.aggregation.named_weights()
     return finish(model, data, inputs, cfg, stop, fit.history, out_dir, scorer, info, evaluate_test)

@@ -4,6 +4,7 @@ The training loop (loop.py) fits any declared stage; it knows no method by name.
 stage produces follows from what it trains and which guides the trial has, so a loss term that reads
 something else is a ConfigError when the sweep file is loaded (avkd.methods.check).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,8 +34,9 @@ class Stage:
             raise ValueError(f"stage {self.name!r}: a stage stops on captions exactly when it trains the decoder")
 
 
-def stage_tensors(stage: Stage, mapper_outputs: set[str], guides: list[str], aggregation: bool,
-                  early_exit: bool) -> set[str]:
+def stage_tensors(
+    stage: Stage, mapper_outputs: set[str], guides: list[str], aggregation: bool, early_exit: bool
+) -> set[str]:
     """The named tensors a stage's loss terms can read.
 
     mapper_outputs: what the student's mapper produces (empty for a trial without one); guides:

@@ -1,4 +1,5 @@
 """Fixtures of the reliability suite: the bad-media zoo (written once per session) and the sweep files."""
+
 from __future__ import annotations
 
 import os

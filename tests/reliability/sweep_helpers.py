@@ -4,6 +4,7 @@ process group, polling, and the end-state checks (MLflow runs, feature cache, le
 Each sweep gets a private Ray temp folder (RAY_TMPDIR): its Ray processes can be told apart from
 anyone else's on the machine, and `ray.init()` can never find (and join) another person's cluster.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,10 @@ TEST_METRICS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "ci
 
 # ---- the sweep file and its process -------------------------------------------------------------
 
-def write_sweep(tmp: Path, corpus: Path, uri: str | None, cache_dir: Path | None = None,
-                resources: dict | None = None, **grid) -> Path:
+
+def write_sweep(
+    tmp: Path, corpus: Path, uri: str | None, cache_dir: Path | None = None, resources: dict | None = None, **grid
+) -> Path:
     """sweeps/tiny.yaml pointed at tmp (cache, runs, tracking), with grid/resources overrides.
 
     The Table II timing benchmark is off unless grid says otherwise: no case here is about it.
@@ -61,8 +64,14 @@ def warm_cache(corpus: Path, tmp_path_factory) -> Path:
     if key not in _WARM_CACHE:
         tmp = tmp_path_factory.mktemp("warm-cache")
         sweep = write_sweep(tmp, corpus, f"sqlite:///{tmp / 'unused.db'}")
-        proc = subprocess.run([PYTHON, "-m", "avkd", "features", "--sweep", str(sweep)], cwd=REPO, env=cli_env(),
-                              capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [PYTHON, "-m", "avkd", "features", "--sweep", str(sweep)],
+            cwd=REPO,
+            env=cli_env(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         _WARM_CACHE[key] = tmp / "cache"
     return _WARM_CACHE[key]
@@ -91,6 +100,7 @@ def sweep_env(ray_tmp: Path, **extra: str) -> dict[str, str]:
 @dataclass
 class Sweep:
     """A `python -m avkd sweep` process started in its own session (so its leftovers can be found)."""
+
     proc: subprocess.Popen
     log: Path
     started: float
@@ -107,13 +117,20 @@ class Sweep:
 def start_sweep(sweep: Path, tmp: Path, env: dict[str, str], name: str = "sweep") -> Sweep:
     log = tmp / f"{name}.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([PYTHON, "-m", "avkd", "sweep", str(sweep), "--report-out", str(tmp / "reports")],
-                                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "avkd", "sweep", str(sweep), "--report-out", str(tmp / "reports")],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     return Sweep(proc, log, time.time())
 
 
-def run_sweep(sweep: Path, tmp: Path, env: dict[str, str], name: str = "sweep",
-              timeout: float = 400) -> tuple[int, str, float]:
+def run_sweep(
+    sweep: Path, tmp: Path, env: dict[str, str], name: str = "sweep", timeout: float = 400
+) -> tuple[int, str, float]:
     """Run a sweep to the end: (exit code, its output, seconds)."""
     s = start_sweep(sweep, tmp, env, name)
     try:
@@ -124,8 +141,9 @@ def run_sweep(sweep: Path, tmp: Path, env: dict[str, str], name: str = "sweep",
     return rc, s.output(), time.time() - s.started
 
 
-def wait_until(what: str, check: Callable[[], object], sweep: Sweep | None = None, timeout: float = 300,
-               every: float = 0.5):
+def wait_until(
+    what: str, check: Callable[[], object], sweep: Sweep | None = None, timeout: float = 300, every: float = 0.5
+):
     """Poll `check` until it returns something truthy; fail if the sweep exits first or time runs out."""
     deadline = time.time() + timeout
     while True:
@@ -140,6 +158,7 @@ def wait_until(what: str, check: Callable[[], object], sweep: Sweep | None = Non
 
 
 # ---- processes ------------------------------------------------------------------------------------
+
 
 def _proc_stat(pid: int) -> tuple[int, float] | None:
     """(session id, CPU seconds used) of a live process, None if it is gone or a zombie."""
@@ -209,6 +228,7 @@ def remove_ray_tmp(ray_tmp: Path) -> None:
 
 
 # ---- end-state checks -------------------------------------------------------------------------------
+
 
 def all_runs(uri: str, experiment: str = EXPERIMENT) -> list:
     """Every run of the experiment, safe to poll while a sweep writes: [] until the driver has
@@ -304,6 +324,7 @@ def cache_entry_count(cache_dir: Path) -> int:
 
 # ---- a real MLflow tracking server -------------------------------------------------------------------
 
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -327,11 +348,26 @@ class MlflowServer:
         """Start and wait until /health answers; return the seconds that took."""
         started = time.time()
         self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port),
-             "--workers", "1", "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}",
-             "--artifacts-destination", str(self.folder / "artifacts")],
-            cwd=self.folder, stdout=self.log, stderr=self.log, start_new_session=True,
-            env={**cli_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+            [
+                str(Path(sys.executable).parent / "mlflow"),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+                f"sqlite:///{self.folder / 'server.db'}",
+                "--artifacts-destination",
+                str(self.folder / "artifacts"),
+            ],
+            cwd=self.folder,
+            stdout=self.log,
+            stderr=self.log,
+            start_new_session=True,
+            env={**cli_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        )
         while True:
             try:
                 with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as resp:

@@ -7,6 +7,7 @@ starts with the file path and names the mutated key (or one of its parents). Any
 exception, a multi-line message, a message naming an unrelated key) fails the property. The CLI
 tests then run `python -m avkd sweep BAD.yaml` once per error kind and check nothing was started.
 """
+
 from __future__ import annotations
 
 import copy
@@ -31,8 +32,12 @@ from avkd.errors import ConfigError
 from .conftest import PYTHON, SWEEP_FILES, cli_env
 
 # 25 examples per shipped file and property (4 files: 100 per property); no example database on disk.
-PROPERTY = settings(max_examples=25, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+PROPERTY = settings(
+    max_examples=25,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 SWEEP_IDS = [p.stem for p in SWEEP_FILES]
 DEFAULTS = dataclasses.asdict(SweepConfig(name="defaults", tune=TuneConfig()))
 
@@ -40,6 +45,7 @@ KeyPath = tuple  # e.g. ("grid", "ks", Index(2)): mapping keys as they are, list
 
 
 # ---- key paths and the schema --------------------------------------------------------------------
+
 
 class Index(int):
     """A list position in a key path (a mapping may also have int keys: those stay plain ints)."""
@@ -133,6 +139,7 @@ def base_of(sweep_id: str) -> tuple[Path, str, dict]:
 
 # ---- the property's check --------------------------------------------------------------------------
 
+
 def load_outcome(file: Path, text: str) -> SweepConfig | str:
     """load_sweep(file) after writing text: the config, or the ConfigError message (checked to be one
     line starting with the file). Any other exception propagates and fails the test."""
@@ -149,10 +156,11 @@ def load_outcome(file: Path, text: str) -> SweepConfig | str:
 
 def assert_names(message: str, file: Path, path: KeyPath) -> None:
     """The message's key (right after the file) is the mutated key or one of its parents."""
-    rest = message[len(f"{file}: "):]
+    rest = message[len(f"{file}: ") :]
     names = ancestors(path)
     assert any(rest.startswith(name + ": ") for name in names), (
-        f"message does not name {dotted(path)} or a parent: {message!r}")
+        f"message does not name {dotted(path)} or a parent: {message!r}"
+    )
 
 
 def dump(data: dict) -> str:
@@ -200,8 +208,10 @@ HUGE_INT = st.integers(min_value=2**1100, max_value=2**1200)  # not a float, eve
 OUT_OF_UNIT = st.one_of(st.floats(max_value=-1e-9), st.floats(min_value=1.0), st.just(math.nan), HUGE_INT)
 # (key path, values outside the documented range) - one per range rule of avkd/config.py
 OUT_OF_RANGE: list[tuple[KeyPath, st.SearchStrategy]] = [
-    (("grid", "ks", Index(0)), st.one_of(st.floats(max_value=0.0), st.floats(min_value=1.0, exclude_min=True),
-                                  st.just(math.nan), HUGE_INT)),
+    (
+        ("grid", "ks", Index(0)),
+        st.one_of(st.floats(max_value=0.0), st.floats(min_value=1.0, exclude_min=True), st.just(math.nan), HUGE_INT),
+    ),
     (("model", "dropout"), OUT_OF_UNIT),
     (("distill", "mlp", "dropout"), OUT_OF_UNIT),
     (("model", "hidden"), too_small(1)),
@@ -243,6 +253,7 @@ OUT_OF_RANGE: list[tuple[KeyPath, st.SearchStrategy]] = [
 
 # ---- properties ---------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("bad_configs")
@@ -281,12 +292,17 @@ def test_unknown_key(work, sweep_id, data):
     (text of any characters, a number, a bool or null as the key).
     Holds: ConfigError, one line, starting with the file, naming '<section>.<key>: unknown key'."""
     _, _, base = base_of(sweep_id)
-    sections = [()] + [p for p in value_paths(base)
-                       if isinstance(get_at(base, p), dict) and dataclasses.is_dataclass(unwrap_optional(annotation_at(p))[0])]
+    sections = [()] + [
+        p
+        for p in value_paths(base)
+        if isinstance(get_at(base, p), dict) and dataclasses.is_dataclass(unwrap_optional(annotation_at(p))[0])
+    ]
     where = data.draw(st.sampled_from(sections), label="section")
     known = {f.name for f in dataclasses.fields(unwrap_optional(annotation_at(where))[0])}
-    key = data.draw(st.one_of(st.text(max_size=12), st.integers(), st.booleans(), st.none())
-                    .filter(lambda k: k not in known), label="key")
+    key = data.draw(
+        st.one_of(st.text(max_size=12), st.integers(), st.booleans(), st.none()).filter(lambda k: k not in known),
+        label="key",
+    )
     mutated = copy.deepcopy(base)
     get_at(mutated, where)[key] = data.draw(st.one_of(st.integers(), small_text, small_lists), label="value")
     file = work / f"{sweep_id}-unknown.yaml"
@@ -338,8 +354,33 @@ def test_missing_key(work, sweep_id, data):
         assert_names(outcome, file, path)
 
 
-YAML_DAMAGE = st.sampled_from(["[", "]", "{", "}", "\t", ":", "- ", "'", '"', "&", "*", "!", "%", "@", "`", "|",
-                               ">", "#", "\x00", "\x85", "\ufeff", "? ", "!!python/object/apply:os.system [x] "])
+YAML_DAMAGE = st.sampled_from(
+    [
+        "[",
+        "]",
+        "{",
+        "}",
+        "\t",
+        ":",
+        "- ",
+        "'",
+        '"',
+        "&",
+        "*",
+        "!",
+        "%",
+        "@",
+        "`",
+        "|",
+        ">",
+        "#",
+        "\x00",
+        "\x85",
+        "\ufeff",
+        "? ",
+        "!!python/object/apply:os.system [x] ",
+    ]
+)
 
 
 @pytest.mark.parametrize("sweep_id", SWEEP_IDS)
@@ -381,7 +422,10 @@ YAML_ERRORS = {  # name: (text, what the message says after "<file>: ")
     "empty_file": ("", r"the top level must be a mapping of sections, got NoneType$"),
     "top_level_list": ("- name: x\n", r"the top level must be a mapping of sections, got list$"),
     "deep_nesting": ("name: x\nx: " + "[" * 5000 + "\n", r"YAML nesting is too deep$"),
-    "huge_integer": ("name: x\nmodel: {hidden: " + "9" * 5000 + "}\n", r"unreadable YAML value \(ValueError: Exceeds the limit"),
+    "huge_integer": (
+        "name: x\nmodel: {hidden: " + "9" * 5000 + "}\n",
+        r"unreadable YAML value \(ValueError: Exceeds the limit",
+    ),
     "bad_date": ("name: 2024-13-45\n", r"unreadable YAML value \(ValueError: month must be in 1..12\)$"),
     "nul_byte": ("name: x\nsweep: \x00\n", r"YAML syntax error: unacceptable character #x0000"),
 }
@@ -411,6 +455,7 @@ def test_non_utf8_and_missing_file(tmp_path):
 
 # ---- the real CLI, once per error kind -------------------------------------------------------------------
 
+
 def cli_sweep_file(folder: Path, mutate) -> Path:
     """tiny.yaml with every output path inside `folder` (so a started sweep would write there), then mutated."""
     _, _, data = base_of("tiny")
@@ -427,6 +472,7 @@ def cli_sweep_file(folder: Path, mutate) -> Path:
 def _set(path: KeyPath, value: Any):
     def mutate(data: dict) -> None:
         set_at(data, path, value)
+
     return mutate
 
 
@@ -441,8 +487,10 @@ CLI_CASES = {
     "dropout_one": (_set(("model", "dropout"), 1.0), r"model\.dropout: must be in \[0, 1\)"),
     "missing_name": (_drop_name, r"name: required key is missing"),
     "yaml_syntax": (lambda d: dump(d).replace("model:", "model: [", 1), r"line \d+, column \d+: YAML syntax error"),
-    "python_tag": (lambda d: dump(d) + "x: !!python/object/apply:os.system ['echo pwned']\n",
-                   r"YAML syntax error: could not determine a constructor for the tag"),
+    "python_tag": (
+        lambda d: dump(d) + "x: !!python/object/apply:os.system ['echo pwned']\n",
+        r"YAML syntax error: could not determine a constructor for the tag",
+    ),
 }
 
 
@@ -454,9 +502,14 @@ def test_cli_refuses_bad_sweep_file(tmp_path, kind):
     nothing was started: the directory holds only BAD.yaml (no runs/, mlflow.db, cache, data, report)."""
     mutate, expected = CLI_CASES[kind]
     file = cli_sweep_file(tmp_path, mutate)
-    proc = subprocess.run([PYTHON, "-m", "avkd", "sweep", str(file), "--report-out", str(tmp_path / "report")],
-                          cwd=tmp_path, env=cli_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'env-mlflow.db'}"),
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [PYTHON, "-m", "avkd", "sweep", str(file), "--report-out", str(tmp_path / "report")],
+        cwd=tmp_path,
+        env=cli_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'env-mlflow.db'}"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stdout + proc.stderr
     lines = proc.stderr.splitlines()
@@ -471,18 +524,31 @@ def test_cli_control_a_started_sweep_writes_into_the_temp_folder(tmp_path):
     stops with exit 2 and one 'error:' line, so an empty folder above really means nothing started."""
     data_root = tmp_path / "data"
     data_root.mkdir()
-    (data_root / "train_val_videodatainfo.json").write_text(json.dumps(
-        {"videos": [{"video_id": "video0", "split": "train"}], "sentences": [{"video_id": "video0", "caption": "a cat"}]}))
+    (data_root / "train_val_videodatainfo.json").write_text(
+        json.dumps(
+            {
+                "videos": [{"video_id": "video0", "split": "train"}],
+                "sentences": [{"video_id": "video0", "caption": "a cat"}],
+            }
+        )
+    )
     (data_root / "test_videodatainfo.json").write_text('{"videos": [], "sentences": []}')
 
     def valid_msrvtt(data: dict) -> None:
         data["dataset"]["kind"] = "msrvtt"
 
     file = cli_sweep_file(tmp_path, valid_msrvtt)
-    proc = subprocess.run([PYTHON, "-m", "avkd", "sweep", str(file), "--report-out", str(tmp_path / "report")],
-                          cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [PYTHON, "-m", "avkd", "sweep", str(file), "--report-out", str(tmp_path / "report")],
+        cwd=tmp_path,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stdout + proc.stderr
     assert [line for line in proc.stderr.splitlines() if line.startswith("error: ")] == [
-        f"error: {data_root}: no train video files to re-estimate the BatchNorm statistics of random extractor weights"]
+        f"error: {data_root}: no train video files to re-estimate the BatchNorm statistics of random extractor weights"
+    ]
     assert (tmp_path / "mlflow.db").is_file()

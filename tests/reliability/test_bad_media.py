@@ -5,6 +5,7 @@ without audio, a one-frame clip, 0.3 s of audio in a 2 s clip, 5.1 audio, 8 kHz 
 WebM named .mp4, 161x97 frames, a truncated MP4 (index lost), an index-first MP4 cut at 60 %, a
 0-byte file and a text file named .mp4.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,20 @@ from avkd.errors import MediaError
 from .conftest import PYTHON, cli_env
 from .media_zoo import FPS, TONE_HZ, frames_for
 
-DECODABLE = ["good0", "good1", "good2", "good3", "good_faststart", "no_audio", "one_frame", "short_audio",
-             "surround51", "audio_8k", "vp9_webm", "odd_161x97"]
+DECODABLE = [
+    "good0",
+    "good1",
+    "good2",
+    "good3",
+    "good_faststart",
+    "no_audio",
+    "one_frame",
+    "short_audio",
+    "surround51",
+    "audio_8k",
+    "vp9_webm",
+    "odd_161x97",
+]
 BROKEN = ["truncated", "truncated_faststart", "zero_bytes", "text_file"]
 
 
@@ -118,7 +131,7 @@ def test_short_audio_and_padding(zoo):
     audio, has_audio = read_audio(path)
     assert has_audio and 0.28 <= len(audio) / SAMPLE_RATE <= 0.36
     padded, _ = read_audio(path, duration_s=2.0)
-    assert len(padded) == 2 * SAMPLE_RATE and not padded[round(0.4 * SAMPLE_RATE):].any()
+    assert len(padded) == 2 * SAMPLE_RATE and not padded[round(0.4 * SAMPLE_RATE) :].any()
     np.testing.assert_array_equal(padded[: len(audio)], audio)
 
 
@@ -135,8 +148,11 @@ def test_broken_file_raises_media_error(zoo, vid):
     Holds: probe, read_frames and read_audio each raise MediaError (nothing else) carrying the file
     and a short one-line reason (no raw FFmpeg error numbers); probe's reason says what is wrong."""
     clip = zoo[1][vid]
-    calls = {"probe": lambda: probe(clip.path), "read_frames": lambda: read_frames(clip.path, [0, 1]),
-             "read_audio": lambda: read_audio(clip.path)}
+    calls = {
+        "probe": lambda: probe(clip.path),
+        "read_frames": lambda: read_frames(clip.path, [0, 1]),
+        "read_audio": lambda: read_audio(clip.path),
+    }
     for name, call in calls.items():
         with pytest.raises(MediaError) as err:
             call()
@@ -155,8 +171,14 @@ def test_data_check_cli_names_every_bad_file(zoo, tmp_path):
     clip without audio; the JSON lists exactly the broken files as undecodable and the usable rest."""
     root, clips = zoo
     out = tmp_path / "check.json"
-    proc = subprocess.run([PYTHON, "-m", "avkd", "data", "check", str(root), "--json", str(out)], cwd=tmp_path,
-                          env=cli_env(), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [PYTHON, "-m", "avkd", "data", "check", str(root), "--json", str(out)],
+        cwd=tmp_path,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
@@ -201,18 +223,26 @@ def test_extract_variants_on_the_zoo(zoo, tmp_path):
     torch.set_num_threads(2)
     root, clips = zoo
     dataset = load_msrvtt(root)
-    fcfg = FeatureConfig(image_size=75, workers=1, batch_frames=32, cache_dir=str(tmp_path / "features"),
-                         weights=WeightsConfig(require_pretrained=False, seed=0))
+    fcfg = FeatureConfig(
+        image_size=75,
+        workers=1,
+        batch_frames=32,
+        cache_dir=str(tmp_path / "features"),
+        weights=WeightsConfig(require_pretrained=False, seed=0),
+    )
     ext = get_extractors(dataset, fcfg)
     forwards = {"inception": 0, "cnn14": 0}
 
     def counter(name):
         def hook(module, inputs, output):
             forwards[name] += 1
+
         return hook
 
-    hooks = [ext.inception.register_forward_hook(counter("inception")),
-             ext.audio.conv_block1.register_forward_hook(counter("cnn14"))]  # conv_body's first block
+    hooks = [
+        ext.inception.register_forward_hook(counter("inception")),
+        ext.audio.conv_block1.register_forward_hook(counter("cnn14")),
+    ]  # conv_body's first block
     try:
         t0 = time.perf_counter()
         first = extract_variants(dataset, fcfg, [1.0, 0.2], progress=False, extractors=ext)

@@ -1,6 +1,7 @@
 """The cluster checks of avkd.sweep.cluster on a real two-node Ray cluster (ray.cluster_utils: a head
 and a worker node on this machine, 1 CPU each, in a private Ray temp folder): a file-based tracking
 store refused, and a node that fails the pre-flight named with its cause."""
+
 from __future__ import annotations
 
 import subprocess
@@ -129,8 +130,14 @@ def test_cli_refuses_file_store_on_a_cluster(two_nodes, tiny_corpus, tmp_path):
     cluster, _ = two_nodes
     sweep = H.write_sweep(tmp_path, tiny_corpus, f"sqlite:///{tmp_path / 'mlflow.db'}")
     env = H.sweep_env(H.ray_tmpdir(), RAY_ADDRESS=cluster.address, RAY_AUTH_MODE="disabled")
-    proc = subprocess.run([H.PYTHON, "-m", "avkd", "sweep", str(sweep)], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [H.PYTHON, "-m", "avkd", "sweep", str(sweep)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     out = proc.stdout + proc.stderr
     print(out[-2000:])
     assert proc.returncode == 2

@@ -8,6 +8,7 @@ workspace (corpus, feature cache, runs, tracking server files) and the repositor
 and data/ are covered by empty tmpfs mounts, running a separate copy of the code from its own
 working folder. Every trial asks for `node2` ($AVKD_TRIAL_RESOURCES), so all of them run there.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,10 +33,10 @@ def _ray_start(args: list[str], env: dict, cwd: Path, hide: list[Path] = ()) -> 
     cmd = [str(RAY), "start", *args, "--disable-usage-stats"]
     if hide:
         mounts = " && ".join(f"mount -t tmpfs avkd-hidden {shlex.quote(str(p))}" for p in hide)
-        cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c",
-               f"{mounts} && exec {shlex.join(cmd)}"]
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True, text=True)
+        cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c", f"{mounts} && exec {shlex.join(cmd)}"]
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True
+    )
     out, _ = proc.communicate(timeout=180)
     assert proc.returncode == 0, f"{' '.join(cmd)}:\n{out[-3000:]}"
     return proc.pid
@@ -47,9 +48,20 @@ def _can_hide_folders(tmp: Path) -> str | None:
     probe.mkdir()
     (probe / "visible").write_text("x")
     try:
-        proc = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
-                               f"mount -t tmpfs avkd-hidden {probe} && ls -A {probe}"],
-                              capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(
+            [
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                f"mount -t tmpfs avkd-hidden {probe} && ls -A {probe}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except (OSError, subprocess.TimeoutExpired) as err:
         return f"unshare not usable: {err}"
     if proc.returncode != 0 or proc.stdout.strip():
@@ -67,9 +79,11 @@ def _on_node2(address: str, env_base: dict, workspace: Path) -> dict:
         "    import avkd\n"
         "    return {'avkd': avkd.__file__, 'cwd': os.getcwd(), **{p: os.path.exists(p) for p in paths}}\n"
         f"paths = [{str(workspace / 'corpus')!r}, {str(workspace / 'cache')!r}]\n"
-        f"print(json.dumps(ray.get(look.remote(paths))))\n")
-    proc = subprocess.run([H.PYTHON, "-c", code], cwd=workspace.parent, env=env_base, capture_output=True,
-                          text=True, timeout=180)
+        f"print(json.dumps(ray.get(look.remote(paths))))\n"
+    )
+    proc = subprocess.run(
+        [H.PYTHON, "-c", code], cwd=workspace.parent, env=env_base, capture_output=True, text=True, timeout=180
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -100,11 +114,25 @@ def test_tiny_sweep_on_two_nodes_sharing_no_folder(tiny_corpus, tmp_path, tmp_pa
     try:
         print(f"mlflow server healthy in {server.start():.1f} s at {server.uri}")
         one_cpu = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1"]
-        sessions.append(_ray_start(["--head", "--port", str(port), *one_cpu, "--include-dashboard=false",
-                                    "--temp-dir", str(ray_tmp / "ray")], base, workspace))
+        sessions.append(
+            _ray_start(
+                [
+                    "--head",
+                    "--port",
+                    str(port),
+                    *one_cpu,
+                    "--include-dashboard=false",
+                    "--temp-dir",
+                    str(ray_tmp / "ray"),
+                ],
+                base,
+                workspace,
+            )
+        )
         node2_env = {**base, "PYTHONPATH": str(code)}
-        sessions.append(_ray_start(["--address", address, *one_cpu, "--resources", '{"node2": 1}'],
-                                   node2_env, code, hide=hide))
+        sessions.append(
+            _ray_start(["--address", address, *one_cpu, "--resources", '{"node2": 1}'], node2_env, code, hide=hide)
+        )
         seen = _on_node2(address, base, workspace)
         print(f"the second node sees: {seen}")
         assert seen["avkd"].startswith(str(code)) and seen["cwd"] == str(code)
@@ -113,9 +141,14 @@ def test_tiny_sweep_on_two_nodes_sharing_no_folder(tiny_corpus, tmp_path, tmp_pa
         sweep_file = H.write_sweep(workspace, corpus, server.uri, ks=[0.2], losses=["rep", "rep+ce"], blind=False)
         env = {**base, "RAY_ADDRESS": address, "AVKD_TRIAL_RESOURCES": json.dumps({"node2": 1})}
         with open(workspace / "sweep.log", "wb") as log:
-            sweep = subprocess.Popen([H.PYTHON, "-m", "avkd", "sweep", str(sweep_file), "--report-out",
-                                      str(workspace / "reports")], cwd=workspace, env=env, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+            sweep = subprocess.Popen(
+                [H.PYTHON, "-m", "avkd", "sweep", str(sweep_file), "--report-out", str(workspace / "reports")],
+                cwd=workspace,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         started = time.time()
         rc = sweep.wait(timeout=1200)
         out = (workspace / "sweep.log").read_text(errors="replace")
@@ -129,11 +162,17 @@ def test_tiny_sweep_on_two_nodes_sharing_no_folder(tiny_corpus, tmp_path, tmp_pa
         artifacts = workspace / "artifacts"
         for [run] in by_config.values():
             names = H.artifact_names(uri, run.info.run_id)
-            for name in ("config.yaml", "checkpoint", "test_captions.json", "per_video_scores.csv",
-                         "extraction_errors.json"):
+            for name in (
+                "config.yaml",
+                "checkpoint",
+                "test_captions.json",
+                "per_video_scores.csv",
+                "extraction_errors.json",
+            ):
                 assert name in names, (run.info.run_name, names)
             assert any(k.startswith("train/") for k in run.data.metrics) and any(
-                k.startswith("val/") for k in run.data.metrics), run.info.run_name
+                k.startswith("val/") for k in run.data.metrics
+            ), run.info.run_name
             stored = list(artifacts.rglob(f"{run.info.run_id}/artifacts/checkpoint/best.pt"))
             assert stored, f"{run.info.run_name}: checkpoint not in the server's artifact store"
         assert (workspace / "reports" / "tiny" / "table1.csv").exists()

@@ -8,6 +8,7 @@
 - two different sweeps in one experiment, started together on a cold corpus folder and a cold
   feature cache: both complete, nothing KILLED, one FINISHED run per config each (slow).
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,9 @@ time.sleep(600)
 
 
 def _hold_lock(uri: str, sweep: str, tmp: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([PYTHON, "-c", HOLD, uri, sweep], cwd=REPO, env=cli_env(TMPDIR=str(tmp)),
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [PYTHON, "-c", HOLD, uri, sweep], cwd=REPO, env=cli_env(TMPDIR=str(tmp)), stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "held"
     return proc
 
@@ -49,6 +51,7 @@ def test_sweep_lock_refuses_a_second_driver_and_frees_on_kill(tmp_path, monkeypa
 
     monkeypatch.setenv("TMPDIR", str(tmp_path))  # a private lock folder (tempfile.gettempdir reads it)
     import tempfile
+
     monkeypatch.setattr(tempfile, "tempdir", None)
     holder = _hold_lock("sqlite:///x.db", "tiny", tmp_path)
     try:
@@ -121,14 +124,19 @@ def test_two_synth_generations_on_a_cold_folder(tmp_path):
     corpus with every video, no partial folder left."""
     out = tmp_path / "data" / "corpus"
     cmd = [PYTHON, "-m", "avkd", "data", "synth", "--out", str(out), "--videos", "6", "--seed", "3"]
-    procs = [subprocess.Popen(cmd, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(cmd, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
     results = [(p.wait(timeout=300), p.stdout.read()) for p in procs]
     for rc, text in results:
         assert rc == 0, text
     assert not any("Error" in text for _, text in results), results
-    entries = [v for name in ("train_val_videodatainfo.json", "test_videodatainfo.json")
-               for v in json.loads((out / name).read_text())["videos"]]
+    entries = [
+        v
+        for name in ("train_val_videodatainfo.json", "test_videodatainfo.json")
+        for v in json.loads((out / name).read_text())["videos"]
+    ]
     assert len(entries) == 6 and all((out / "videos" / f"{v['video_id']}.mp4").is_file() for v in entries)
     assert sorted(p.name for p in out.parent.iterdir()) == ["corpus"]
 
@@ -155,12 +163,20 @@ def test_same_sweep_twice_refuses_and_rerun_adds_no_parent(tiny_corpus, tmp_path
         run_id = first.output().split(">> sweep run ", 1)[1].split()[0]
         before = {r.info.run_id for r in H.all_runs(uri)}
         t0 = time.time()
-        second = subprocess.run([PYTHON, "-m", "avkd", "sweep", str(sweep_file), "--report-out", str(tmp_path / "r2")],
-                                cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        second = subprocess.run(
+            [PYTHON, "-m", "avkd", "sweep", str(sweep_file), "--report-out", str(tmp_path / "r2")],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         print(f"second driver: exit {second.returncode} in {time.time() - t0:.1f} s: {second.stderr.strip()}")
         assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-2000:]
         line = second.stderr.strip()
-        assert "\n" not in line and "already running" in line and f"pid {first.proc.pid}" in line and run_id in line, line
+        assert "\n" not in line and "already running" in line and f"pid {first.proc.pid}" in line and run_id in line, (
+            line
+        )
         assert {r.info.run_id for r in H.all_runs(uri)} <= before | {r.info.run_id for r in H.trial_runs(uri)}
 
         rc = first.proc.wait(timeout=400)
@@ -219,8 +235,9 @@ def test_two_different_sweeps_side_by_side_on_cold_folders(tmp_path):
             assert len(parents) == 1, f"{name}: {len(parents)} sweep runs"
             trials = [r for r in mine if r.data.tags.get("avkd.role") in H.TRIAL_ROLES]
             by_config = H.runs_by_config(trials)
-            assert len(by_config) == 2 and all(len(rs) == 1 for rs in by_config.values()), \
-                {h: [(r.info.run_name, r.info.status) for r in rs] for h, rs in by_config.items()}
+            assert len(by_config) == 2 and all(len(rs) == 1 for rs in by_config.values()), {
+                h: [(r.info.run_name, r.info.status) for r in rs] for h, rs in by_config.items()
+            }
             assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in trials)
         assert not H.corrupt_cache_entries(cache)
         assert sorted(p.name for p in corpus.parent.iterdir()) == ["synth"]

@@ -4,6 +4,7 @@ The driver (`python -m avkd sweep`, its own session) is killed at three points: 
 features, while trials train, and while a trial evaluates the test split (beam search + METEOR).
 The sweep is the 12-clip corpus with 2 configs (the teacher and the rep+ce student at k = 0.2).
 """
+
 from __future__ import annotations
 
 import time
@@ -39,8 +40,10 @@ def _during_training(tmp: Path, uri: str, sweep: H.Sweep):
 def _during_evaluation(tmp: Path, uri: str, sweep: H.Sweep):
     """A trial saved its best checkpoint (training done) and has not yet written its test captions
     (in its scratch folder, avkd-trial-* in the temp dir the test gives the sweep)."""
-    return any((d / "best.pt").exists() and not (d / "test_captions.json").exists()
-               for d in (tmp / "scratch").glob("avkd-trial-*"))
+    return any(
+        (d / "best.pt").exists() and not (d / "test_captions.json").exists()
+        for d in (tmp / "scratch").glob("avkd-trial-*")
+    )
 
 
 KILL_POINTS = {"extraction": _during_extraction, "training": _during_training, "evaluation": _during_evaluation}
@@ -61,15 +64,15 @@ def test_driver_killed_then_rerun_resumes(point, tiny_corpus, tmp_path, tmp_path
     else:
         cache = H.copy_cache(H.warm_cache(tiny_corpus, tmp_path_factory), tmp_path / "cache")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    sweep_file = H.write_sweep(tmp_path, tiny_corpus, uri, cache_dir=cache, ks=[0.2], losses=["rep+ce"],
-                               blind=False)
+    sweep_file = H.write_sweep(tmp_path, tiny_corpus, uri, cache_dir=cache, ks=[0.2], losses=["rep+ce"], blind=False)
     ray_tmp = H.ray_tmpdir()
     (tmp_path / "scratch").mkdir()
     env = H.sweep_env(ray_tmp, TMPDIR=str(tmp_path / "scratch"))  # where the trials' scratch folders go
     sweep = H.start_sweep(sweep_file, tmp_path, env, name="killed")
     try:
-        H.wait_until(f"the {point} kill point", lambda: KILL_POINTS[point](tmp_path, uri, sweep), sweep,
-                     timeout=240, every=0.2)
+        H.wait_until(
+            f"the {point} kill point", lambda: KILL_POINTS[point](tmp_path, uri, sweep), sweep, timeout=240, every=0.2
+        )
         sweep.kill()
         killed_at = time.time()
         print(f"killed during {point} after {killed_at - sweep.started:.1f} s")
@@ -84,8 +87,10 @@ def test_driver_killed_then_rerun_resumes(point, tiny_corpus, tmp_path, tmp_path
         cpu_after = H.cpu_seconds(left)
         used = {pid: cpu_after[pid] - cpu_before[pid] for pid in cpu_after if pid in cpu_before}
         names = {pid: cmd.split()[0].rsplit("/", 1)[-1] for pid, cmd in left.items()}
-        print(f"{len(left)} process(es) of the killed run alive 3 s after the kill (CPU-s used in the next 5 s): "
-              + ", ".join(f"{names[pid]} {used.get(pid, 0.0):.2f}" for pid in sorted(left)))
+        print(
+            f"{len(left)} process(es) of the killed run alive 3 s after the kill (CPU-s used in the next 5 s): "
+            + ", ".join(f"{names[pid]} {used.get(pid, 0.0):.2f}" for pid in sorted(left))
+        )
         busy = {names[pid]: round(u, 2) for pid, u in used.items() if u > 1.0}
         assert not busy, f"processes of the killed run still using CPU (CPU-s in 5 s): {busy}"
 
@@ -97,8 +102,10 @@ def test_driver_killed_then_rerun_resumes(point, tiny_corpus, tmp_path, tmp_path
         assert not bad, f"corrupt cache entries after the kill: {bad}"
 
         rc, out, seconds = H.run_sweep(sweep_file, tmp_path, env, name="rerun")
-        print(f"rerun after a kill during {point}: exit {rc} in {seconds:.1f} s; "
-              f"{len(finished_at_kill)} trial(s) were FINISHED at the kill, {len(running_at_kill)} run(s) RUNNING")
+        print(
+            f"rerun after a kill during {point}: exit {rc} in {seconds:.1f} s; "
+            f"{len(finished_at_kill)} trial(s) were FINISHED at the kill, {len(running_at_kill)} run(s) RUNNING"
+        )
         assert rc == 0, out[-4000:]
         assert "left RUNNING by an interrupted sweep were marked KILLED" in out, out[-3000:]
         H.check_one_finished_per_config(uri, CONFIGS)

@@ -4,6 +4,7 @@ Fast companions of test_interrupts.py (which interrupts whole sweeps): the first
 raises SweepInterrupted at once outside Ray Tune; inside a deferred section (Tuner.fit, clean-up)
 it is only recorded; a second signal forces an exit and takes the driver's child processes with it.
 """
+
 from __future__ import annotations
 
 import os

@@ -8,6 +8,7 @@ KILLED with avkd.interrupted, no trial run left RUNNING, no later phase started,
 sweep (Ray's gcs_server / raylet / workers, METEOR's java) alive; then that the rerun resumes into
 one FINISHED run per config under the same, single sweep run.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,8 +42,14 @@ PHASES = {
     "students": (True, False, False, lambda tmp, uri, out: _running(uri, "student")),
     "tuning": (True, False, True, lambda tmp, uri, out: _running(uri, "tune")),
 }
-CASES = [("extraction", "SIGINT"), ("timing", "SIGTERM"), ("teachers", "SIGINT"), ("teachers", "SIGTERM"),
-         ("students", "SIGTERM"), ("tuning", "SIGINT")]
+CASES = [
+    ("extraction", "SIGINT"),
+    ("timing", "SIGTERM"),
+    ("teachers", "SIGINT"),
+    ("teachers", "SIGTERM"),
+    ("students", "SIGTERM"),
+    ("tuning", "SIGINT"),
+]
 
 
 def _sweep_file(tmp: Path, corpus: Path, uri: str, cache: Path, timing: bool, tuning: bool) -> Path:
@@ -50,17 +57,31 @@ def _sweep_file(tmp: Path, corpus: Path, uri: str, cache: Path, timing: bool, tu
     d = yaml.safe_load(path.read_text())
     d["grid"]["timing"]["enabled"] = timing
     if tuning:
-        d["tune"] = {"num_samples": 2, "metric": "cider", "seed": 0, "asha": False,
-                     "space": {"mlp_hidden": [32, 64], "mlp_dropout": [0.0, 0.5], "decoder_dropout": [0.0, 0.5],
-                               "rep_weight": [0.1, 10.0]}}
+        d["tune"] = {
+            "num_samples": 2,
+            "metric": "cider",
+            "seed": 0,
+            "asha": False,
+            "space": {
+                "mlp_hidden": [32, 64],
+                "mlp_dropout": [0.0, 0.5],
+                "decoder_dropout": [0.0, 0.5],
+                "rep_weight": [0.1, 10.0],
+            },
+        }
     path.write_text(yaml.safe_dump(d))
     return path
 
 
 def _later_phase_started(phase: str, uri: str) -> list[str]:
     """Runs of phases after `phase` (none may exist after an interrupt in `phase`)."""
-    later = {"extraction": ("timing", "teacher", "student", "tune"), "timing": ("teacher", "student", "tune"),
-             "teachers": ("student", "tune"), "students": (), "tuning": ("student",)}[phase]
+    later = {
+        "extraction": ("timing", "teacher", "student", "tune"),
+        "timing": ("teacher", "student", "tune"),
+        "teachers": ("student", "tune"),
+        "students": (),
+        "tuning": ("student",),
+    }[phase]
     return [r.info.run_name for r in H.all_runs(uri) if r.data.tags.get("avkd.role") in later]
 
 
@@ -68,16 +89,18 @@ def _later_phase_started(phase: str, uri: str) -> list[str]:
 @pytest.mark.parametrize("phase,sig", CASES)
 def test_signal_stops_the_sweep_then_rerun_resumes(phase, sig, tiny_corpus, tmp_path, tmp_path_factory):
     warm, timing, tuning, reached = PHASES[phase]
-    cache = (H.copy_cache(H.warm_cache(tiny_corpus, tmp_path_factory), tmp_path / "cache") if warm
-             else tmp_path / "cache")
+    cache = (
+        H.copy_cache(H.warm_cache(tiny_corpus, tmp_path_factory), tmp_path / "cache") if warm else tmp_path / "cache"
+    )
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     sweep_file = _sweep_file(tmp_path, tiny_corpus, uri, cache, timing, tuning)
     ray_tmp = H.ray_tmpdir()
     env = H.sweep_env(ray_tmp)
     sweep = H.start_sweep(sweep_file, tmp_path, env, name="interrupted")
     try:
-        H.wait_until(f"the {phase} phase", lambda: reached(tmp_path, uri, sweep.output()), sweep,
-                     timeout=300, every=0.2)
+        H.wait_until(
+            f"the {phase} phase", lambda: reached(tmp_path, uri, sweep.output()), sweep, timeout=300, every=0.2
+        )
         os.kill(sweep.proc.pid, getattr(signal, sig))
         sent = time.time()
         try:
@@ -98,8 +121,11 @@ def test_signal_stops_the_sweep_then_rerun_resumes(phase, sig, tiny_corpus, tmp_
         assert not running, f"runs left RUNNING after {sig}: {running}"
         assert not _later_phase_started(phase, uri), _later_phase_started(phase, uri)
         if phase in ("teachers", "students", "tuning"):
-            killed = [r.info.run_name for r in H.all_runs(uri) if r.info.status == "KILLED"
-                      and r.data.tags.get("avkd.role") != "sweep"]
+            killed = [
+                r.info.run_name
+                for r in H.all_runs(uri)
+                if r.info.status == "KILLED" and r.data.tags.get("avkd.role") != "sweep"
+            ]
             assert killed, "the running trial was not marked KILLED"
         if phase != "students":
             assert "never started: " in out and "student-k0.2-rep+ce-s0" in out.split("never started: ", 1)[1]

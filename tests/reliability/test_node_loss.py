@@ -4,6 +4,7 @@ The test process owns a two-node Ray cluster on this machine (ray.cluster_utils.
 a worker node, 1 CPU each, in a private Ray temp folder); the sweep runs in a subprocess (the CLI)
 that joins it through RAY_ADDRESS. Removing the worker node kills its raylet and every trial on it.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,13 +41,23 @@ def test_worker_node_lost_mid_sweep(tiny_corpus, tmp_path, tmp_path_factory, mon
     try:
         server.start()
         uri = server.uri
-        sweep_file = H.write_sweep(tmp_path, tiny_corpus, uri, cache_dir=cache, ks=[0.2], losses=["rep", "rep+ce"],
-                                   blind=False, resources={"max_failures": 1, "max_concurrent_trials": 2})
+        sweep_file = H.write_sweep(
+            tmp_path,
+            tiny_corpus,
+            uri,
+            cache_dir=cache,
+            ks=[0.2],
+            losses=["rep", "rep+ce"],
+            blind=False,
+            resources={"max_failures": 1, "max_concurrent_trials": 2},
+        )
         sweep = H.start_sweep(sweep_file, tmp_path, H.sweep_env(ray_tmp, RAY_ADDRESS=cluster.address))
 
         def both_students_running():
-            return sum(r.data.tags.get("avkd.role") == "student" and r.info.status == "RUNNING"
-                       for r in H.trial_runs(uri)) == 2
+            return (
+                sum(r.data.tags.get("avkd.role") == "student" and r.info.status == "RUNNING" for r in H.trial_runs(uri))
+                == 2
+            )
 
         H.wait_until("two student trials RUNNING (one per node)", both_students_running, sweep, timeout=300, every=0.5)
         time.sleep(3)  # well into training
@@ -89,10 +100,19 @@ def test_driver_without_ray_address_starts_its_own_ray(tmp_path, monkeypatch):
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     try:
         assert (ray_tmp / "ray" / "ray_current_cluster").read_text().strip() == cluster.address
-        code = ("import ray; from avkd.sweep.driver import _ray_init, _ray_shutdown; _ray_init(); "
-                "print(ray.get_runtime_context().gcs_address, int(ray.cluster_resources()['CPU'])); _ray_shutdown()")
-        proc = subprocess.run([H.PYTHON, "-c", code], cwd=H.REPO, env=H.sweep_env(ray_tmp), capture_output=True,
-                              text=True, timeout=120, start_new_session=True)
+        code = (
+            "import ray; from avkd.sweep.driver import _ray_init, _ray_shutdown; _ray_init(); "
+            "print(ray.get_runtime_context().gcs_address, int(ray.cluster_resources()['CPU'])); _ray_shutdown()"
+        )
+        proc = subprocess.run(
+            [H.PYTHON, "-c", code],
+            cwd=H.REPO,
+            env=H.sweep_env(ray_tmp),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            start_new_session=True,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         gcs, cpus = proc.stdout.split()[-2:]
         assert gcs != cluster.address and int(cpus) == os.cpu_count()

@@ -4,6 +4,7 @@ folder, and the MLflow UI bound to localhost by default.
 Each payload test first shows the payload is live (an unsafe loader really runs it), so a pass means
 the project's loader refused it, not that the payload was a dud.
 """
+
 from __future__ import annotations
 
 import ast
@@ -29,6 +30,7 @@ SOURCE_DIRS = ("avkd", "trackers", "reports")
 
 
 # ---- YAML ------------------------------------------------------------------------------------------
+
 
 def payloads(marker: Path) -> dict[str, str]:
     """YAML documents that create `marker` when loaded with a Python-object-constructing loader."""
@@ -66,8 +68,14 @@ def test_yaml_payload_through_the_cli_runs_nothing(tmp_path):
     marker = tmp_path / "marker"
     file = tmp_path / "evil.yaml"
     file.write_text(payloads(marker)["object_apply"])
-    proc = subprocess.run([PYTHON, "-m", "avkd", "sweep", str(file), "--no-report"], cwd=tmp_path, env=cli_env(),
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [PYTHON, "-m", "avkd", "sweep", str(file), "--no-report"],
+        cwd=tmp_path,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and proc.stderr.startswith(f"error: {file}: line ")
     assert len(proc.stderr.splitlines()) == 1 and not marker.exists()
 
@@ -78,8 +86,15 @@ def test_yaml_alias_bomb_is_refused_quickly(tmp_path):
     one line and short (the value is not printed in full)."""
     # Each level an anchored list item holding ten aliases of the previous one: 10^8 leaves at l7.
     text = "name: x\nmodel:\n" + "".join(
-        f"  - &l{i} " + ("[0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]" if i == 0
-                         else "[" + ", ".join([f"*l{i - 1}"] * 10) + "]") + "\n" for i in range(8))
+        f"  - &l{i} "
+        + (
+            "[0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]"
+            if i == 0
+            else "[" + ", ".join([f"*l{i - 1}"] * 10) + "]"
+        )
+        + "\n"
+        for i in range(8)
+    )
     file = tmp_path / "laughs.yaml"
     file.write_text(text)
     assert len(text) < 1000
@@ -93,6 +108,7 @@ def test_yaml_alias_bomb_is_refused_quickly(tmp_path):
 
 
 # ---- torch.load --------------------------------------------------------------------------------------
+
 
 def source_files() -> list[Path]:
     return sorted(p for d in SOURCE_DIRS for p in (REPO / d).rglob("*.py"))
@@ -108,7 +124,7 @@ def unsafe_loads(source: str, filename: str = "<string>") -> list[str]:
         name = ast.unparse(node.func)
         keywords = {k.arg: k.value for k in node.keywords}
 
-        def is_true(key: str) -> bool:
+        def is_true(key: str, keywords: dict = keywords) -> bool:
             value = keywords.get(key)
             return isinstance(value, ast.Constant) and value.value is True
 
@@ -128,20 +144,24 @@ def unsafe_loads(source: str, filename: str = "<string>") -> list[str]:
 def test_scanner_finds_unsafe_calls():
     """Injected: a source snippet with each unsafe call. Holds: the scanner flags each one and none of
     the safe forms (so the repository scan below can fail)."""
-    bad = ("import torch, pickle, yaml, numpy as np\n"
-           "torch.load(p)\n"
-           "torch.load(p, weights_only=False)\n"
-           "torch.load(p, map_location='cpu', weights_only=flag)\n"
-           "pickle.loads(b)\n"
-           "np.load(p, allow_pickle=True)\n"
-           "yaml.load(t, Loader=yaml.Loader)\n"
-           "yaml.unsafe_load(t)\n")
+    bad = (
+        "import torch, pickle, yaml, numpy as np\n"
+        "torch.load(p)\n"
+        "torch.load(p, weights_only=False)\n"
+        "torch.load(p, map_location='cpu', weights_only=flag)\n"
+        "pickle.loads(b)\n"
+        "np.load(p, allow_pickle=True)\n"
+        "yaml.load(t, Loader=yaml.Loader)\n"
+        "yaml.unsafe_load(t)\n"
+    )
     assert len(unsafe_loads(bad)) == 7
-    good = ("import torch, yaml, numpy as np\n"
-            "torch.load(p, map_location='cpu', weights_only=True)\n"
-            "np.load(p, allow_pickle=False)\n"
-            "yaml.safe_load(t)\n"
-            "json.load(f)\n")
+    good = (
+        "import torch, yaml, numpy as np\n"
+        "torch.load(p, map_location='cpu', weights_only=True)\n"
+        "np.load(p, allow_pickle=False)\n"
+        "yaml.safe_load(t)\n"
+        "json.load(f)\n"
+    )
     assert unsafe_loads(good) == []
 
 
@@ -237,11 +257,18 @@ def _msrvtt_root(tmp_path: Path, extra_id: str, where: str) -> Path:
     the train/val file's `where` list (videos or sentences)."""
     root = tmp_path / "msrvtt"
     (root / "videos").mkdir(parents=True)
-    train_val = {"videos": [{"video_id": "video0", "split": "train"}],
-                 "sentences": [{"video_id": "video0", "caption": "a cat"}]}
-    extra = {"video_id": extra_id, "split": "train"} if where == "videos" else {"video_id": extra_id, "caption": "a dog"}
+    train_val = {
+        "videos": [{"video_id": "video0", "split": "train"}],
+        "sentences": [{"video_id": "video0", "caption": "a cat"}],
+    }
+    extra = (
+        {"video_id": extra_id, "split": "train"} if where == "videos" else {"video_id": extra_id, "caption": "a dog"}
+    )
     train_val[where].append(extra)
-    test = {"videos": [{"video_id": "video1", "split": "test"}], "sentences": [{"video_id": "video1", "caption": "a cow"}]}
+    test = {
+        "videos": [{"video_id": "video1", "split": "test"}],
+        "sentences": [{"video_id": "video1", "caption": "a cow"}],
+    }
     (root / "train_val_videodatainfo.json").write_text(json.dumps(train_val))
     (root / "test_videodatainfo.json").write_text(json.dumps(test))
     return root
@@ -269,14 +296,21 @@ def test_video_ids_cannot_escape_the_data_folder(tmp_path, bad_id, where):
 
 # ---- the MLflow UI binds localhost ------------------------------------------------------------------------
 
+
 def _make_ui(*overrides: str) -> str:
     """The command `make -n ui` would run (dry run: nothing is started or installed)."""
     make = shutil.which("make")
     if make is None:
         pytest.skip("make is not installed")
     env = {k: v for k, v in os.environ.items() if k not in ("UI_HOST", "UI_PORT", "MAKEFLAGS")}
-    proc = subprocess.run([make, "-n", "--no-print-directory", "ui", *overrides], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [make, "-n", "--no-print-directory", "ui", *overrides],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stdout.splitlines() if "mlflow ui" in line]
     assert len(lines) == 1, proc.stdout

@@ -8,6 +8,7 @@ trials or Ray). The full-disk and read-only cases need a small tmpfs (`mount -t 
 the machine does not allow it they are skipped with the reason. Also here: MLflow errors that no
 retry can fix are not retried, and a cache entry whose write hit a full disk is never trusted.
 """
+
 from __future__ import annotations
 
 import socket
@@ -28,14 +29,19 @@ FAIL_WITHIN_S = 45  # interpreter + torch/mlflow imports on a busy 2-core machin
 
 # ---- fixtures: tmpfs mounts, a valid MLflow database ---------------------------------------------
 
+
 class Tmpfs:
     """A small tmpfs mounted at `path` (unmounted at teardown), which can be filled or made read-only."""
 
     def __init__(self, path: Path, size: str = "2m"):
         self.path = path
         path.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here (needs root / CAP_SYS_ADMIN): {proc.stderr.strip()}")
 
@@ -71,10 +77,11 @@ def tmpfs(tmp_path):
 
 def make_mlflow_db(db: Path) -> None:
     """A real MLflow SQLite store with the sweep's experiment (created by MLflow in a child process)."""
-    code = ("import sys; from trackers import mlflow_tracker as mt; "
-            "mt.ensure_experiment('sqlite:///' + sys.argv[1], 'tiny')")
-    subprocess.run([PYTHON, "-c", code, str(db)], cwd=REPO, env=cli_env(), check=True, capture_output=True,
-                   timeout=120)
+    code = (
+        "import sys; from trackers import mlflow_tracker as mt; "
+        "mt.ensure_experiment('sqlite:///' + sys.argv[1], 'tiny')"
+    )
+    subprocess.run([PYTHON, "-c", code, str(db)], cwd=REPO, env=cli_env(), check=True, capture_output=True, timeout=120)
 
 
 def closed_port() -> int:
@@ -90,8 +97,15 @@ def run_cli_sweep(tmp: Path, corpus: Path, uri: str, **paths: Path) -> tuple[int
         sweep.write_text(sweep.read_text().replace(f"runs_dir: {tmp / 'runs'}", f"runs_dir: {paths['runs_dir']}"))
     ray_tmp = H.ray_tmpdir()
     t0 = time.time()
-    proc = subprocess.run([PYTHON, "-m", "avkd", "sweep", str(sweep), "--report-out", str(tmp / "reports")],
-                          cwd=REPO, env=H.sweep_env(ray_tmp), capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [PYTHON, "-m", "avkd", "sweep", str(sweep), "--report-out", str(tmp / "reports")],
+        cwd=REPO,
+        env=H.sweep_env(ray_tmp),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     seconds = time.time() - t0
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     print(f"exit {proc.returncode} after {seconds:.1f} s; stderr: {lines}")
@@ -114,6 +128,7 @@ def assert_one_line(result, *expected: str) -> str:
 # ---- the cases: each sets up a broken store and says what the one line must contain ----------------
 # setup(tmp_path, tmpfs, cleanup) -> (tracking URI, {"cache_dir"/"runs_dir": folder}, [expected texts])
 
+
 def _read_only_db(tmp, tmpfs, cleanup):
     mnt = tmpfs("ro", size="8m")
     db = mnt.path / "mlflow.db"
@@ -126,10 +141,19 @@ def _locked_db(tmp, tmpfs, cleanup):
     db = tmp / "mlflow.db"
     make_mlflow_db(db)
     # Another process holds SQLite's write lock (a hung writer, or `sqlite3 mlflow.db` + BEGIN EXCLUSIVE).
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
-        "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(600)"), str(db)],
-        stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+                "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(600)"
+            ),
+            str(db),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     cleanup.append(lambda: (holder.kill(), holder.wait()))
     assert holder.stdout.readline().strip() == "locked"
     return f"sqlite:///{db}", {}, [f"{db}: database is locked by another process"]
@@ -175,10 +199,19 @@ def _full(where: str):
         mnt = tmpfs("full")
         mnt.fill()
         if where == "cache_dir":
-            return f"sqlite:///{tmp / 'mlflow.db'}", {where: mnt.path / "cache"}, [f"{mnt.path / 'cache'}: disk full for the feature cache"]
+            return (
+                f"sqlite:///{tmp / 'mlflow.db'}",
+                {where: mnt.path / "cache"},
+                [f"{mnt.path / 'cache'}: disk full for the feature cache"],
+            )
         if where == "runs_dir":
-            return f"sqlite:///{tmp / 'mlflow.db'}", {where: mnt.path / "runs"}, [f"{mnt.path / 'runs'}: disk full for the runs folder"]
+            return (
+                f"sqlite:///{tmp / 'mlflow.db'}",
+                {where: mnt.path / "runs"},
+                [f"{mnt.path / 'runs'}: disk full for the runs folder"],
+            )
         return f"sqlite:///{mnt.path / 'mlflow.db'}", {}, [f"{mnt.path}: disk full for the tracking database"]
+
     return setup
 
 
@@ -194,16 +227,25 @@ def _read_only_runs_folder(tmp, tmpfs, cleanup):
     mnt = tmpfs("ro")
     (mnt.path / "runs").mkdir()
     mnt.read_only()
-    return f"sqlite:///{tmp / 'mlflow.db'}", {"runs_dir": mnt.path / "runs"}, [
-        f"{mnt.path / 'runs'}: the runs folder is on a read-only file system"]
+    return (
+        f"sqlite:///{tmp / 'mlflow.db'}",
+        {"runs_dir": mnt.path / "runs"},
+        [f"{mnt.path / 'runs'}: the runs folder is on a read-only file system"],
+    )
 
 
 CASES = {
-    "read-only mlflow.db": _read_only_db, "locked mlflow.db": _locked_db, "garbage mlflow.db": _garbage_db,
-    "non-SQLite mlflow.db": _json_db, "SQLite file of another program": _foreign_sqlite_db,
-    "corrupt pages behind a valid header": _corrupt_pages_db, "unreachable tracking server": _unreachable_server,
-    "full disk: feature cache": _full("cache_dir"), "full disk: runs folder": _full("runs_dir"),
-    "full disk: new tracking DB": _full("db"), "full disk: existing tracking DB": _full_under_existing_db,
+    "read-only mlflow.db": _read_only_db,
+    "locked mlflow.db": _locked_db,
+    "garbage mlflow.db": _garbage_db,
+    "non-SQLite mlflow.db": _json_db,
+    "SQLite file of another program": _foreign_sqlite_db,
+    "corrupt pages behind a valid header": _corrupt_pages_db,
+    "unreachable tracking server": _unreachable_server,
+    "full disk: feature cache": _full("cache_dir"),
+    "full disk: runs folder": _full("runs_dir"),
+    "full disk: new tracking DB": _full("db"),
+    "full disk: existing tracking DB": _full_under_existing_db,
     "read-only runs folder": _read_only_runs_folder,
 }
 
@@ -224,8 +266,10 @@ def test_preflight_names_path_and_cause(broken_store, tmp_path):
     from trackers.preflight import LOCK_WAIT_S, check_tracking_store
 
     uri, paths, expected = broken_store
-    folders = {"feature cache": paths.get("cache_dir", tmp_path / "cache"),
-               "runs folder": paths.get("runs_dir", tmp_path / "runs")}
+    folders = {
+        "feature cache": paths.get("cache_dir", tmp_path / "cache"),
+        "runs folder": paths.get("runs_dir", tmp_path / "runs"),
+    }
     t0 = time.time()
     with pytest.raises(StorageError) as err:
         check_sweep_folders(folders)
@@ -247,6 +291,7 @@ def test_sweep_cli_fails_in_one_line(broken_store, tiny_corpus, tmp_path):
 
 
 # ---- no retries of permanent errors; nothing half-written trusted --------------------------------
+
 
 def test_permanent_mlflow_errors_are_not_retried(tmp_path, tmpfs):
     """Past the pre-flight (the store turns read-only mid-sweep): the tracker gives up at once, in one

@@ -7,6 +7,7 @@ the same port and database a few seconds later. RunLogger retries transient erro
 RETRY_SECONDS (30 s), so the sweep is expected to ride through; if it stops instead, it must stop
 cleanly and a rerun must complete.
 """
+
 from __future__ import annotations
 
 import time
@@ -42,22 +43,32 @@ def test_tracking_server_restart_mid_sweep(tiny_corpus, tmp_path, tmp_path_facto
     try:
         print(f"mlflow server healthy in {server.start():.1f} s")
         uri = server.uri
-        sweep_file = H.write_sweep(tmp_path, tiny_corpus, uri, cache_dir=cache, ks=[0.2], losses=["rep", "rep+ce"],
-                                   blind=False)
+        sweep_file = H.write_sweep(
+            tmp_path, tiny_corpus, uri, cache_dir=cache, ks=[0.2], losses=["rep", "rep+ce"], blind=False
+        )
         scratch = tmp_path / "scratch"  # the trials' scratch folders (avkd-trial-*) go to this TMPDIR
         scratch.mkdir()
         env = H.sweep_env(ray_tmp, TMPDIR=str(scratch))
         sweep = H.start_sweep(sweep_file, tmp_path, env)
-        H.wait_until("the teacher evaluating", lambda: any(
-            (d / "best.pt").exists() and not (d / "test_captions.json").exists()
-            for d in scratch.glob("avkd-trial-*")), sweep, timeout=300, every=0.2)
+        H.wait_until(
+            "the teacher evaluating",
+            lambda: any(
+                (d / "best.pt").exists() and not (d / "test_captions.json").exists()
+                for d in scratch.glob("avkd-trial-*")
+            ),
+            sweep,
+            timeout=300,
+            every=0.2,
+        )
         server.kill()
         killed_at = time.time()
         time.sleep(DOWN_S)
         restart_s = server.start()
         outage = time.time() - killed_at
-        print(f"server killed {killed_at - sweep.started:.1f} s into the sweep; back after {outage:.1f} s "
-              f"(restart {restart_s:.1f} s; the tracker retries for {RETRY_SECONDS:.0f} s)")
+        print(
+            f"server killed {killed_at - sweep.started:.1f} s into the sweep; back after {outage:.1f} s "
+            f"(restart {restart_s:.1f} s; the tracker retries for {RETRY_SECONDS:.0f} s)"
+        )
 
         rc = sweep.proc.wait(timeout=400)
         out = sweep.output()
@@ -81,8 +92,10 @@ def test_tracking_server_restart_mid_sweep(tiny_corpus, tmp_path, tmp_path_facto
             for artifact in ("test_captions.json", "per_video_scores.csv", "checkpoint", "config.yaml"):
                 assert artifact in artifacts, (name, artifact, artifacts)
         teacher = next(r for rs in by_config.values() for r in rs if r.info.run_name == "teacher-s0")
-        print(f"teacher run ended {teacher.info.end_time / 1000 - killed_at:.1f} s after the kill "
-              f"({'inside' if teacher.info.end_time / 1000 < killed_at + outage else 'after'} the outage)")
+        print(
+            f"teacher run ended {teacher.info.end_time / 1000 - killed_at:.1f} s after the kill "
+            f"({'inside' if teacher.info.end_time / 1000 < killed_at + outage else 'after'} the outage)"
+        )
         sweeps = [r for r in H.all_runs(uri) if r.data.tags.get("avkd.role") == "sweep"]
         assert sweeps[0].info.status == "FINISHED", [r.info.status for r in sweeps]
     finally:

@@ -3,6 +3,7 @@
 Faults come from the trial's hook (avkd/sweep/trial.py, AVKD_FAULT="<kind>:<trial name>[:<attempts>]")
 inside real Ray workers; the sweep is the real CLI on the 12-clip corpus, logging to SQLite.
 """
+
 from __future__ import annotations
 
 import csv
@@ -26,6 +27,7 @@ STUDENT = TrialSpec("student", 0.2, "rep", 0, teacher="t")
 
 
 # ---- unit level (fast) ------------------------------------------------------------------------------
+
 
 def test_fault_hook_counts_attempts_and_matches_kind_and_name(tmp_path, monkeypatch):
     """Injected: AVKD_FAULT=crash:student-k0.2-rep-s0:2. Holds: the first two attempts of that trial
@@ -54,7 +56,9 @@ def _tiny_inputs() -> TrialInputs:
     splits, refs, toks = {}, {}, {}
     for name, n in (("train", 40), ("validate", 4), ("test", 4)):
         ids = [f"{name}{i}" for i in range(n)]
-        splits[name] = Split(ids, rng.normal(size=(n, 4)).astype(np.float32), rng.normal(size=(n, 4)).astype(np.float32))
+        splits[name] = Split(
+            ids, rng.normal(size=(n, 4)).astype(np.float32), rng.normal(size=(n, 4)).astype(np.float32)
+        )
         for v in ids:
             refs[v] = [" ".join(rng.choice(words, 4)) for _ in range(2)]
             toks[v] = [tokenize_caption(r) for r in refs[v]]
@@ -67,9 +71,15 @@ def test_non_finite_loss_stops_training_naming_the_epoch(tmp_path):
     weights inf/NaN). Holds: training stops at the next batch with FloatingPointError naming epoch
     1; no epoch is logged and no checkpoint is written."""
     torch.set_num_threads(1)
-    cfg = parse_sweep({"name": "t", "model": {"embed_dim": 8, "hidden": 16, "layers": 1, "dropout": 0.0},
-                       "training": {"epochs": 3, "batch_size": 16, "lr": 0.01, "patience": 3},
-                       "decoding": {"beam_size": 1, "max_len": 6}, "features": {"device": "cpu"}})
+    cfg = parse_sweep(
+        {
+            "name": "t",
+            "model": {"embed_dim": 8, "hidden": 16, "layers": 1, "dropout": 0.0},
+            "training": {"epochs": 3, "batch_size": 16, "lr": 0.01, "patience": 3},
+            "decoding": {"beam_size": 1, "max_len": 6},
+            "features": {"device": "cpu"},
+        }
+    )
     cfg.training.lr = math.inf
     logged = []
     with pytest.raises(FloatingPointError, match=r"training loss is (nan|inf|-inf) at epoch 1 \(batch 2 of \d+\)"):
@@ -79,6 +89,7 @@ def test_non_finite_loss_stops_training_naming_the_epoch(tmp_path):
 
 # ---- through the sweep (slow) --------------------------------------------------------------------------
 
+
 @pytest.fixture
 def cache(tiny_corpus, tmp_path, tmp_path_factory):
     return H.copy_cache(H.warm_cache(tiny_corpus, tmp_path_factory), tmp_path / "cache")
@@ -86,12 +97,14 @@ def cache(tiny_corpus, tmp_path, tmp_path_factory):
 
 def _sweep(tmp_path, corpus, cache, losses, fault: str):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    sweep = H.write_sweep(tmp_path, corpus, uri, cache_dir=cache, ks=[0.2], losses=losses, blind=False,
-                          resources={"max_failures": 1})
+    sweep = H.write_sweep(
+        tmp_path, corpus, uri, cache_dir=cache, ks=[0.2], losses=losses, blind=False, resources={"max_failures": 1}
+    )
     ray_tmp = H.ray_tmpdir()
     try:
-        rc, out, seconds = H.run_sweep(sweep, tmp_path, H.sweep_env(ray_tmp, AVKD_FAULT=fault,
-                                                                     AVKD_FAULT_DIR=str(tmp_path)))
+        rc, out, seconds = H.run_sweep(
+            sweep, tmp_path, H.sweep_env(ray_tmp, AVKD_FAULT=fault, AVKD_FAULT_DIR=str(tmp_path))
+        )
     finally:
         H.remove_ray_tmp(ray_tmp)
     print(f"sweep with AVKD_FAULT={fault}: exit {rc} in {seconds:.1f} s")
@@ -118,8 +131,11 @@ def test_crash_that_succeeds_on_retry(tiny_corpus, tmp_path, cache):
     by_config = H.check_one_finished_per_config(uri, 2)
     student = next(rs for rs in by_config.values() if rs[0].info.run_name == "student-k0.2-rep-s0")
     assert sorted(r.info.status for r in student) == ["FAILED", "FINISHED"]
-    _failed_run_checks(uri, next(r for r in student if r.info.status == "FAILED"),
-                       r"RuntimeError: injected fault \(crash:student-k0.2-rep-s0:1\)")
+    _failed_run_checks(
+        uri,
+        next(r for r in student if r.info.status == "FAILED"),
+        r"RuntimeError: injected fault \(crash:student-k0.2-rep-s0:1\)",
+    )
     assert (tmp_path / "avkd-fault-student-k0.2-rep-s0").read_text() == "1"
 
 
@@ -158,8 +174,9 @@ def test_permanent_crash_is_failed_reported_and_the_rest_finishes(tiny_corpus, t
     FINISH; the driver exits 1 with a summary line naming the failed config; the parent run's
     avkd.failed_trials tag names it; Table I shows its cell empty and lists it as missing."""
     uri, rc, out = _sweep(tmp_path, tiny_corpus, cache, ["rep", "rep+ce"], "crash:student-k0.2-rep-s0")
-    _check_permanent_failure(uri, rc, out, tmp_path, "student-k0.2-rep-s0", "rep",
-                             r"injected fault \(crash:student-k0.2-rep-s0\)")
+    _check_permanent_failure(
+        uri, rc, out, tmp_path, "student-k0.2-rep-s0", "rep", r"injected fault \(crash:student-k0.2-rep-s0\)"
+    )
 
 
 @pytest.mark.slow
@@ -168,5 +185,6 @@ def test_nan_loss_is_failed_reported_and_the_rest_finishes(tiny_corpus, tmp_path
     its loss turns NaN), max_failures 1. Holds: the same as a permanent crash, the error being
     train.py's "FloatingPointError: training loss is nan at epoch 1"."""
     uri, rc, out = _sweep(tmp_path, tiny_corpus, cache, ["rep", "rep+ce"], "nan:student-k0.2-rep+ce-s0")
-    _check_permanent_failure(uri, rc, out, tmp_path, "student-k0.2-rep+ce-s0", "rep+ce",
-                             r"training loss is (nan|inf|-inf) at epoch 1")
+    _check_permanent_failure(
+        uri, rc, out, tmp_path, "student-k0.2-rep+ce-s0", "rep+ce", r"training loss is (nan|inf|-inf) at epoch 1"
+    )
