@@ -205,6 +205,9 @@ class DistillConfig:
         default_factory=lambda: {
             "rep": [LossTerm("rep_l1", 1.0)],
             "rep+ce": [LossTerm("ce", 1.0), LossTerm("rep_l1", 1.0)],
+            # the init_from_teacher ablation: the same terms, the student decoder trained from scratch
+            "rep-scratch": [LossTerm("rep_l1", 1.0)],
+            "rep+ce-scratch": [LossTerm("ce", 1.0), LossTerm("rep_l1", 1.0)],
             # VQAKD: task CE + KL(teacher fused || branch) per branch, T = 1, no T^2
             "fused_to_modal": [LossTerm("ce", 1.0), LossTerm("modal_kl", 1.0)],
             # EMTM: task CE + 0.1 * KL to the per-sample aggregated teachers (T = 1); the weights learn by aggregate_ce
