@@ -134,7 +134,7 @@ def test_table1_marks_the_tuned_cells():
         return Trial("r", "student", "rep+ce", 0.2, "0", "h", "FINISHED", 0, None, {}, tuned=tuned)
 
     assert (
-        Row("student", "rep+ce", 0.2, [trial(True), trial(True)]).label
-        == "L_rep + L_CE student (k = 0.2, Optuna-tuned)"
+        Row("student", "rep+ce", 0.2, trials=[trial(True), trial(True)]).label
+        == "L_rep + L_CE student (k = 0.2) (tuned)"
     )
-    assert Row("student", "rep+ce", 0.2, [trial(False)]).label == "L_rep + L_CE student (k = 0.2)"
+    assert Row("student", "rep+ce", 0.2, trials=[trial(False)]).label == "L_rep + L_CE student (k = 0.2)"

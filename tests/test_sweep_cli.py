@@ -37,7 +37,14 @@ def test_trial_params_differ_exactly_in_what_varies(tiny_config):
     teachers, guides, students = plan_trials(cfg, "fp")
     specs = teachers + guides + students
     params = [trial_params(s, {}, cfg, cfg) for s in specs]
-    assert _varying(params) == {schema.PARAM_ROLE, schema.PARAM_K, schema.PARAM_METHOD, schema.PARAM_SEED}
+    # (the modality rows are guide trials: "guide" names which single-modality teacher)
+    assert _varying(params) == {
+        schema.PARAM_ROLE,
+        schema.PARAM_K,
+        schema.PARAM_METHOD,
+        schema.PARAM_SEED,
+        schema.PARAM_GUIDE,
+    }
     student = params[specs.index(next(s for s in specs if s.name == "student-k0.2-rep+ce-s1"))]
     assert student == {"role": "student", "k": "0.2", "method": "rep+ce", "seed": 1}  # no copy of the whole config
     # a tuned re-run: its overrides, and every config value they change, are params too
@@ -118,7 +125,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tiny_corpus, tmp_path):
     proc = _dry_run(sweep, "grid.ks=[0.2]")
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
-    assert "4 trials: 4 would run, 0 already FINISHED" in out and "student-k0.2-rep+ce-s0" in out
+    # teacher, blind, the audio-only and visual-only teachers (modality rows), two students
+    assert "6 trials: 6 would run, 0 already FINISHED" in out and "student-k0.2-rep+ce-s0" in out
     assert "student-k0.6" not in out  # the override applies to the plan
     assert "no ray" in out and not db.exists() and not (tmp_path / "runs").exists()
     assert "\x1b[" not in out  # not a terminal: no escape codes
@@ -140,7 +148,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tiny_corpus, tmp_path):
     before = len(mt.search_all_runs(mt.mlflow_client(uri), exp))
     proc = _dry_run(sweep)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "6 trials: 5 would run, 1 already FINISHED" in proc.stdout
+    assert "8 trials: 7 would run, 1 already FINISHED" in proc.stdout  # 4 teachers (modality rows too), 4 students
     assert f"finished (run {run.run_id})" in proc.stdout
     assert len(mt.search_all_runs(mt.mlflow_client(uri), exp)) == before and "no ray" in proc.stdout
 

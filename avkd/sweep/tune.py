@@ -63,7 +63,9 @@ def _best_of_cell(
     from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage_url = f"sqlite:///{Path(ctx.trials_dir).parent / 'optuna.db'}"
+    study_db = Path(ctx.trials_dir).parent / "optuna.db"  # runs/<sweep>/optuna.db, on the driver
+    study_db.parent.mkdir(parents=True, exist_ok=True)  # (nothing else creates runs/<sweep>/ any more)
+    storage_url = f"sqlite:///{study_db}"
     search_space = {n: v for n, v in cfg.to_dict()["tune"].items() if n not in ("ks", "losses")}  # (not which cells)
     study_name = f"{cfg.name}-{key}-{config_hash({'spec': base.config_hash, 'tune': search_space})}"
     storage = optuna.storages.RDBStorage(storage_url)
