@@ -427,9 +427,11 @@ def build_table2(run: Run, values: dict[float, dict[tuple[bool, bool], float]]) 
     ]
     rows.sort(key=lambda r: r.k)  # students by k, then the teacher (k = 1)
     teacher = next((r for r in rows if r.k >= 1.0), None)
+    # the audio backbone the timing run used (its params are the flattened config; older runs: Cnn14)
+    audio = {"cnn10": "Cnn10", "cnn14": "Cnn14"}.get(run.data.params.get("features.audio_model", "cnn14"), "Cnn14")
     notes = [
         "Seconds per video, mean ± standard deviation over the timed videos. Extraction: computing the "
-        "Inception-v3 and Cnn14 features (SimPF pooling included) from already-decoded frames and audio, "
+        f"Inception-v3 and {audio} features (SimPF pooling included) from already-decoded frames and audio, "
         "what the paper's Table II times; end-to-end: opening and decoding the video file (selected frames, "
         "audio) plus extraction.",
         "Reduction (%) = 100 × (teacher − student) / teacher.",
