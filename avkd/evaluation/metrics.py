@@ -4,7 +4,8 @@ pycocoevalcap's scorers are called one by one: `COCOEvalCap.evaluate()` would co
 which tries to download Stanford CoreNLP. Two more departures from the library, both on purpose:
 - PTB tokenisation runs the library's jar ourselves with the captions on stdin: the library's
   `PTBTokenizer` writes temp files inside site-packages (fails on a read-only install).
-- METEOR keeps ONE JVM per process (~7 s to start), created lazily and closed at exit.
+- METEOR keeps ONE JVM per process (~7 s to start), created lazily and closed at exit; inside a
+  sweep the trials share one (avkd/evaluation/meteor_service.py), which runs this module's code.
 
 `python -m avkd evaluate --refs ANNOTATIONS.json --preds PREDS.json` is `cmd_evaluate` below.
 """
@@ -22,7 +23,7 @@ import subprocess
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pycocoevalcap
 from pycocoevalcap.bleu.bleu import Bleu
@@ -137,6 +138,7 @@ def ptb_tokenize_refs(refs: dict[str, list[str]]) -> dict[str, list[str]]:
 
 # ---- METEOR: one JVM per process --------------------------------------------------------------
 
+MeteorFn = Callable[[dict[str, list[str]], dict[str, list[str]]], tuple[float, list[float]]]
 _meteor: Meteor | None = None
 _meteor_lock = threading.Lock()
 
@@ -169,7 +171,8 @@ def close_meteor() -> None:
 atexit.register(close_meteor)
 
 
-def _meteor_score(gts: dict[str, list[str]], res: dict[str, list[str]]) -> tuple[float, list[float]]:
+def meteor_in_process(gts: dict[str, list[str]], res: dict[str, list[str]]) -> tuple[float, list[float]]:
+    """(corpus METEOR, per-video METEOR) of tokenised captions from this process's JVM."""
     with _meteor_lock:
         try:
             score, scores = _meteor_scorer().compute_score(gts, res)
@@ -268,8 +271,15 @@ def check_alignment(
 class CaptionScorer:
     """Corpus + per-video COCO-caption metrics over ALL references of each video."""
 
-    def __init__(self, spice_jars: str | None = None, meteor: bool = True, warn: bool = True):
+    def __init__(
+        self,
+        spice_jars: str | None = None,
+        meteor: bool = True,
+        warn: bool = True,
+        meteor_via: MeteorFn = meteor_in_process,
+    ):
         self.meteor = meteor
+        self.meteor_via = meteor_via  # where the JVM runs (meteor_service.meteor_score: the sweep's one)
         self.warn = warn  # False: the caller shows `spice_note` itself
         self.spice_jars, self.spice_note = find_spice_jars(spice_jars)
 
@@ -287,7 +297,7 @@ class CaptionScorer:
         res = ptb_tokenize({v: [preds[v]] for v in ids})
         metrics, per_video = score_tokenized(gts, res)
         if self.meteor:
-            metrics["meteor"], scores = _meteor_score(gts, res)
+            metrics["meteor"], scores = self.meteor_via(gts, res)
             for v, s in zip(ids, scores):
                 per_video[v]["meteor"] = s
         if self.spice_jars is not None:
@@ -340,14 +350,15 @@ class ValidationScorer:
         return metrics
 
 
-_default_scorers: dict[str | None, CaptionScorer] = {}
+_default_scorers: dict[tuple[str | None, MeteorFn], CaptionScorer] = {}
 
 
-def default_scorer(spice_jars: str | None = None) -> CaptionScorer:
-    """One CaptionScorer per process and SPICE setting (the METEOR JVM is shared anyway)."""
-    if spice_jars not in _default_scorers:
-        _default_scorers[spice_jars] = CaptionScorer(spice_jars)
-    return _default_scorers[spice_jars]
+def default_scorer(spice_jars: str | None = None, meteor_via: MeteorFn = meteor_in_process) -> CaptionScorer:
+    """One CaptionScorer per process, SPICE setting and METEOR place (the METEOR JVM is shared anyway)."""
+    key = (spice_jars, meteor_via)
+    if key not in _default_scorers:
+        _default_scorers[key] = CaptionScorer(spice_jars, meteor_via=meteor_via)
+    return _default_scorers[key]
 
 
 # ---- files ------------------------------------------------------------------------------------

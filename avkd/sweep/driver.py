@@ -32,6 +32,7 @@ from rich.console import Console
 from avkd.clock import PhaseClock
 from avkd.config import SweepConfig, config_hash
 from avkd.errors import AvkdError
+from avkd.evaluation import meteor_service
 from avkd.sweep.cluster import trial_resources
 from avkd.sweep.inputs import build_inputs, share
 from avkd.sweep.plan import TUNE, SweepContext, TrialSpec, plan_trials
@@ -437,6 +438,7 @@ def _ray_shutdown() -> None:
     from avkd.runtime import stop_ray
 
     _SHARED.clear()
+    meteor_service.stop()  # also on a $RAY_ADDRESS cluster, which stop_ray leaves running
     stop_ray()
 
 
@@ -496,6 +498,7 @@ def _run_phase(
     if not todo and search is None:
         return None
     _ray_init()  # here, not before the phases: the rerun of a finished sweep starts no Ray at all
+    meteor_service.start()  # one METEOR JVM for the sweep, loading while the first trials train
     ctx = _shared(ctx)  # the inputs go into Ray's object store once, on the first phase that runs
     console.print(
         f"[bold]>> {phase}[/]: {len(todo) if search is None else search['num_samples']} trial(s) "

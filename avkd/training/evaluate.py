@@ -14,6 +14,7 @@ import torch
 from avkd.clock import phase
 from avkd.config import SweepConfig
 from avkd.data.vocab import Vocabulary
+from avkd.evaluation import meteor_service
 from avkd.evaluation import metrics as M
 from avkd.evaluation import score as S
 from avkd.evaluation.attributes import attribute_accuracy
@@ -57,7 +58,8 @@ def finish(
     test = inputs.features["test"]
     preds = {v: " ".join(inputs.vocab.decode(t)) for v, t in zip(test.video_ids, ids)}
 
-    scorer = scorer or M.default_scorer(cfg.evaluation.spice_jars)
+    # METEOR on the sweep's one JVM when this trial runs in one (else this process's own)
+    scorer = scorer or M.default_scorer(cfg.evaluation.spice_jars, meteor_via=meteor_service.meteor_score)
     refs = references(test, inputs.references, "test")
     with phase("test_metrics"):
         metrics, per_video = scorer.score(refs, preds)
