@@ -2,6 +2,7 @@
 
 import math
 import os
+import random
 from collections import Counter
 
 import pytest
@@ -96,6 +97,30 @@ def test_validation_scorer_matches_full_scorer(scored):
     val = ValidationScorer(REFS).score(preds)
     for m in ("bleu_1", "bleu_4", "rouge_l", "cider"):
         assert val[m] == pytest.approx(metrics[m])
+
+
+def test_fixed_references_give_the_library_numbers_exactly():
+    """Validation's cached references (BLEU's cooked refs, CIDEr's df and tf-idf vectors) change no digit:
+    many videos with several references, predictions of every length (empty included), several epochs."""
+    rng = random.Random(0)
+    words = [f"w{i}" for i in range(40)]
+
+    def caption():
+        return " ".join(rng.choice(words) for _ in range(rng.randint(1, 14)))
+
+    gts = {f"v{i}": [caption() for _ in range(rng.randint(1, 6))] for i in range(30)}
+    fixed = M.FixedReferences(gts)
+    for epoch in range(4):
+        res = {v: [" ".join(rng.choice(words) for _ in range(rng.randint(0, 14)))] for v in gts}
+        if epoch == 3:
+            res = {v: [refs[0]] for v, refs in gts.items()}  # perfect predictions
+        assert fixed.score(res) == M.score_tokenized(gts, res)[0]
+
+
+def test_validation_scorer_is_the_full_scorers_numbers_exactly():
+    preds = {v: " ".join(tokens(p)) for v, p in PREDS.items()}
+    gts = M.ptb_tokenize_refs(REFS)
+    assert ValidationScorer(REFS).score(preds) == M.score_tokenized(gts, {v: [preds[v]] for v in gts})[0]
 
 
 def test_ptb_tokenize_in_python_side_temp_and_keeps_alignment():
