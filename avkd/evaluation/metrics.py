@@ -130,10 +130,14 @@ def ptb_tokenize(captions: dict[str, list[str]]) -> dict[str, list[str]]:
 _tokenized_refs: dict[str, dict[str, list[str]]] = {}
 
 
+def _refs_key(refs: dict[str, list[str]]) -> str:
+    return hashlib.sha256(json.dumps(refs, sort_keys=True).encode("utf-8")).hexdigest()
+
+
 def ptb_tokenize_refs(refs: dict[str, list[str]]) -> dict[str, list[str]]:
     """ptb_tokenize, remembered per process: every trial of a sweep scores against the same references,
     and each call starts a JVM. (Tokenisation is per line, so tokenising them apart changes nothing.)"""
-    key = hashlib.sha256(json.dumps(refs, sort_keys=True).encode("utf-8")).hexdigest()
+    key = _refs_key(refs)
     if key not in _tokenized_refs:
         _tokenized_refs[key] = ptb_tokenize(refs)
     return _tokenized_refs[key]
@@ -413,9 +417,12 @@ class FixedReferences:
         return metrics
 
 
+_fixed_refs: dict[str, FixedReferences] = {}
+
+
 class ValidationScorer:
     """Cheap per-epoch CIDEr / BLEU for model selection: references PTB-tokenised once, their n-grams
-    counted once (FixedReferences), no METEOR.
+    counted once (FixedReferences; both once per process), no METEOR.
 
     Predictions are expected already tokenised and lower-case (words joined by spaces), as the
     decoder produces them, so no JVM runs per epoch.
@@ -425,7 +432,10 @@ class ValidationScorer:
         if not refs:
             raise DataError("validation split: no videos to validate on")
         self.gts = ptb_tokenize_refs(refs)
-        self.fixed = FixedReferences(self.gts)
+        key = _refs_key(self.gts)  # the same validation split for every trial of a worker: counted once
+        if key not in _fixed_refs:
+            _fixed_refs[key] = FixedReferences(self.gts)
+        self.fixed = _fixed_refs[key]
 
     def score(self, preds: dict[str, str]) -> dict[str, float]:
         check_alignment(self.gts, preds, "validation references", "validation predictions")

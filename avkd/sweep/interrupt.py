@@ -4,11 +4,12 @@ The first signal is recorded and stops the sweep at once:
 - outside Ray Tune (extraction, timing, report) the handler raises SweepInterrupted, a BaseException
   (like KeyboardInterrupt) that no `except Exception` in the code below swallows;
 - inside `Tuner.fit()` an exception would land in Ray's native code (it comes out as a
-  SystemError), so the handler records the signal, kills this driver's Ray trial workers (and their
-  children: METEOR's JVM) at once, and `StopOnInterrupt` (a Tune stopper) ends the experiment at
-  Tune's next step; fit() then returns within a second or two instead of waiting for each trial to
-  wind down. Tune's own SIGINT handler is disabled (TUNE_DISABLE_SIGINT_HANDLER): it swallows the
-  signal and lets fit() return as if the sweep had finished.
+  SystemError), so the handler records the signal, kills this driver's Ray workers (the trials and
+  the sweep's METEOR service, avkd/evaluation/meteor_service.py) and their children (JVMs) at once,
+  and `StopOnInterrupt` (a Tune stopper) ends the experiment at Tune's next step; fit() then returns
+  within a second or two instead of waiting for each trial to wind down. Tune's own SIGINT handler
+  is disabled (TUNE_DISABLE_SIGINT_HANDLER): it swallows the signal and lets fit() return as if the
+  sweep had finished.
 The driver then marks running trials KILLED, starts no further phase, ends the sweep run KILLED,
 prints what finished, what was killed and what never started, and exits 128 + signal number.
 A second signal forces: every child process of the driver is killed and the driver exits at once
