@@ -163,7 +163,7 @@ def test_audio_cache_keys_keep_models_time_pools_and_renorm_apart(tmp_path):
     # for_config picks the chosen model's fingerprint
     fcfg = FeatureConfig(image_size=75, audio_model="cnn10", audio_time_pool="mean", simpf_renorm=True)
     c = FeatureCache.for_config(tmp_path, {"inception": "i1", "cnn10": "a10", "cnn14": "a14"}, fcfg)
-    assert c.audio_tag == "cnn10-a10-stft-sr32000-spectral-renorm-tmean" and c.visual_tag == "inception-i1-s75"
+    assert c.audio_tag == "cnn10-a10-stft-sr32000-spectral-renorm-tmean" and c.visual_tag == "inception-i1-s75-nhwc"
 
 
 def test_a_changed_audio_front_end_gives_new_audio_keys(tmp_path, monkeypatch):
@@ -174,3 +174,10 @@ def test_a_changed_audio_front_end_gives_new_audio_keys(tmp_path, monkeypatch):
     assert after.audio_tag != before.audio_tag and after.visual_tag == before.visual_tag
     before.save_audio("v", 0.2, np.ones(512, np.float32), True, 40)
     assert after.load_audio("v", 0.2) is None and before.load_audio("v", 0.2) is not None
+
+
+def test_a_changed_inception_layout_gives_new_visual_keys(tmp_path, monkeypatch):
+    before = FeatureCache(tmp_path, "inc", "aud", 75, 32000, "spectral")
+    monkeypatch.setattr(cache_mod, "INCEPTION_LAYOUT", "nchw")
+    after = FeatureCache(tmp_path, "inc", "aud", 75, 32000, "spectral")
+    assert after.visual_tag != before.visual_tag and after.audio_tag == before.audio_tag

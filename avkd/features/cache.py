@@ -1,7 +1,7 @@
 """The feature cache shared by every trial and sweep (default cache/features/).
 
 Layout (one small .npz per video and entry kind):
-    visual/inception-<weights fp>-s<image size>/<video key>.npz
+    visual/inception-<weights fp>-s<image size>-<layout>/<video key>.npz (layout: visual.INCEPTION_LAYOUT)
         per-FRAME Inception features (float16) keyed by absolute frame index, plus the frame count.
         A frame's feature does not depend on which other frames are selected (eval mode), and a
         student's frames are a subset of the teacher's, so every k and every max_frames reuses the
@@ -36,6 +36,7 @@ import numpy as np
 
 from avkd.config import AUDIO_MODELS, FeatureConfig
 from avkd.features.audio import LOGMEL_FRONT_END
+from avkd.features.visual import INCEPTION_LAYOUT
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ class FeatureCache:
         if audio_model not in AUDIO_MODELS:
             raise ValueError(f"unknown audio model {audio_model!r} (known: {', '.join(AUDIO_MODELS)})")
         self.root = Path(root)
-        self.visual_tag = f"inception-{inception_fp}-s{image_size}"
+        self.visual_tag = f"inception-{inception_fp}-s{image_size}-{INCEPTION_LAYOUT}"
         self.audio_tag = (
             f"{audio_model}-{audio_fp}-{LOGMEL_FRONT_END}-sr{sample_rate}-{audio_pool}"
             + ("-renorm" if simpf_renorm else "")
