@@ -29,6 +29,10 @@ def test_run_benchmark_layout_and_frame_counts(cfg):
         assert 0 < v["extract_mean_s"] < v["e2e_mean_s"] and v["extract_std_s"] >= 0
         assert v["extract_reduction_pct"] == pytest.approx(100 * (1 - v["extract_mean_s"] / teacher["extract_mean_s"]))
         assert v["e2e_reduction_pct"] == pytest.approx(100 * (1 - v["e2e_mean_s"] / teacher["e2e_mean_s"]))
+        # CPU seconds of the same work (an extra column): spent by this process, so > 0, and its reduction
+        # is computed against the teacher's CPU seconds
+        assert v["e2e_cpu_mean_s"] > 0
+        assert v["e2e_cpu_reduction_pct"] == pytest.approx(100 * (1 - v["e2e_cpu_mean_s"] / teacher["e2e_cpu_mean_s"]))
     # the students really look at fewer frames (ceil(k*N)) and shorter spectrograms
     assert teacher["frames_mean"] > k06["frames_mean"] > k02["frames_mean"] >= 1
     assert k02["frames_mean"] <= 0.2 * teacher["frames_mean"] + 1
@@ -76,6 +80,10 @@ def test_table_title_names_the_audio_model(capsys):
     print_table(result)
     out = " ".join(capsys.readouterr().out.split())
     assert "Inception-v3 + Cnn10" in out and "cnn10=pretrained" in out and "Cnn14" not in out
+    assert "CPU" not in out  # a result written before the CPU column prints without it
+    print_table({**result, "variants": [{**variant, "e2e_cpu_mean_s": 0.75, "e2e_cpu_reduction_pct": 0.0}]})
+    out = " ".join(capsys.readouterr().out.split())
+    assert "CPU" in out and "0.750" in out
 
 
 def test_compare_audio_models_times_both_backbones_on_the_same_clips(cfg):

@@ -36,7 +36,7 @@ class ForwardCounter:
         self.calls = {"inception": 0, "audio_frontend": 0, "audio_body": 0}
         self.hooks = [
             ext.inception.register_forward_hook(self._count("inception")),
-            ext.audio.spectrogram_extractor.register_forward_hook(self._count("audio_frontend")),
+            ext.audio.logmel_extractor.register_forward_hook(self._count("audio_frontend")),
             ext.audio.conv_block1.register_forward_hook(self._count("audio_body")),
         ]
 
@@ -149,7 +149,7 @@ def test_audio_cache_keys_keep_models_time_pools_and_renorm_apart(tmp_path):
     def tag(**kw):
         return FeatureCache(tmp_path, "inc", "aud", 75, 32000, "spectral", **kw).audio_tag
 
-    assert tag() == "cnn14-aud-sr32000-spectral"  # unchanged for the defaults: existing caches stay valid
+    assert tag() == "cnn14-aud-stft-sr32000-spectral"  # stft: the log-mel front end (audio.LOGMEL_FRONT_END)
     tags = {
         tag(audio_model=m, audio_time_pool=t, simpf_renorm=r)
         for m in ("cnn10", "cnn14")
@@ -157,10 +157,27 @@ def test_audio_cache_keys_keep_models_time_pools_and_renorm_apart(tmp_path):
         for r in (False, True)
     }
     assert len(tags) == 8
-    assert tag(audio_model="cnn10", audio_time_pool="mean") == "cnn10-aud-sr32000-spectral-tmean"
+    assert tag(audio_model="cnn10", audio_time_pool="mean") == "cnn10-aud-stft-sr32000-spectral-tmean"
     with pytest.raises(ValueError, match="unknown audio model 'cnn6'"):
         tag(audio_model="cnn6")
     # for_config picks the chosen model's fingerprint
     fcfg = FeatureConfig(image_size=75, audio_model="cnn10", audio_time_pool="mean", simpf_renorm=True)
     c = FeatureCache.for_config(tmp_path, {"inception": "i1", "cnn10": "a10", "cnn14": "a14"}, fcfg)
-    assert c.audio_tag == "cnn10-a10-sr32000-spectral-renorm-tmean" and c.visual_tag == "inception-i1-s75"
+    assert c.audio_tag == "cnn10-a10-stft-sr32000-spectral-renorm-tmean" and c.visual_tag == "inception-i1-s75-nhwc"
+
+
+def test_a_changed_audio_front_end_gives_new_audio_keys(tmp_path, monkeypatch):
+    """Embeddings computed by one log-mel implementation are never read back for another."""
+    before = FeatureCache(tmp_path, "inc", "aud", 75, 32000, "spectral")
+    monkeypatch.setattr(cache_mod, "LOGMEL_FRONT_END", "next")
+    after = FeatureCache(tmp_path, "inc", "aud", 75, 32000, "spectral")
+    assert after.audio_tag != before.audio_tag and after.visual_tag == before.visual_tag
+    before.save_audio("v", 0.2, np.ones(512, np.float32), True, 40)
+    assert after.load_audio("v", 0.2) is None and before.load_audio("v", 0.2) is not None
+
+
+def test_a_changed_inception_layout_gives_new_visual_keys(tmp_path, monkeypatch):
+    before = FeatureCache(tmp_path, "inc", "aud", 75, 32000, "spectral")
+    monkeypatch.setattr(cache_mod, "INCEPTION_LAYOUT", "nchw")
+    after = FeatureCache(tmp_path, "inc", "aud", 75, 32000, "spectral")
+    assert after.visual_tag != before.visual_tag and after.audio_tag == before.audio_tag

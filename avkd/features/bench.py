@@ -4,6 +4,14 @@ Per video and variant, in one process with `torch.set_num_threads(threads)` and 
     decode   = open once, decode the variant's frames and the audio            (media.decode_clip)
     extract  = resize + Inception-v3 on the frames + mean, log-mel + SimPF + Cnn10/Cnn14 (features.audio_model)
     e2e      = decode + extract
+    e2e CPU  = the CPU seconds (all threads of this process, time.process_time) spent on the same e2e:
+               an extra column, not a replacement. Other processes on a shared machine inflate wall
+               time a lot (their time slices count) and CPU time little, so the CPU ratio is the steadier
+               student/teacher comparison there; on a quiet machine the two ratios agree.
+Every variant pays per video the same fixed costs whatever its k: opening the file, decoding the whole
+audio track (the student pools the log-mel, not the waveform), the log-mel front end, and a per-forward
+cost in Inception (weights reordered for oneDNN on every call); frames decoded from short GOPs cost
+more per frame for a sparse student than for the teacher's consecutive frames.
 Videos are a seeded random sample of the *test* split, after `warmup` untimed videos. Each video
 runs every variant back to back, in an order rotated per video, so drifting machine load (other
 processes on a shared machine) spreads over all variants instead of biasing one.
@@ -46,7 +54,7 @@ def _sync(ext: Extractors) -> None:
 @torch.inference_mode()
 def time_variant(ext: Extractors, path: Path, k: float, fcfg) -> dict:
     """Decode and extract one video at rate k; seconds of each phase and the frames used."""
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     clip = media.decode_clip(path, lambda n: frame_indices(n, k, fcfg.max_frames), fcfg.sample_rate)
     wave = clip.audio
     t1 = time.perf_counter()
@@ -59,7 +67,7 @@ def time_variant(ext: Extractors, path: Path, k: float, fcfg) -> dict:
     )
     audio = audio_mod.embed_inputs(ext.audio, inputs, 1, fcfg.audio_time_pool)[0]
     _sync(ext)
-    t3 = time.perf_counter()
+    t3, c3 = time.perf_counter(), time.process_time()
     assert visual.shape == (visual_mod.FEATURE_DIM,) and audio.shape == (
         audio_mod.BACKBONES[ext.audio_model].embed_dim,
     )
@@ -67,6 +75,7 @@ def time_variant(ext: Extractors, path: Path, k: float, fcfg) -> dict:
         "decode_s": t1 - t0,
         "extract_s": t3 - t1,
         "e2e_s": t3 - t0,
+        "e2e_cpu_s": c3 - c0,
         "visual_s": t2 - t1,
         "audio_s": t3 - t2,
         "frames": len(clip.frames),
@@ -126,6 +135,7 @@ def _summarise(runs: dict[float, list[dict]], ext: Extractors, fcfg, threads: in
         return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
 
     teacher_extract, teacher_e2e = stats(1.0, "extract_s")[0], stats(1.0, "e2e_s")[0]
+    teacher_cpu = stats(1.0, "e2e_cpu_s")[0]
     variants = []
     for k in sorted(runs, reverse=True):
         (em, es), (tm, ts) = stats(k, "extract_s"), stats(k, "e2e_s")
@@ -145,6 +155,8 @@ def _summarise(runs: dict[float, list[dict]], ext: Extractors, fcfg, threads: in
                 "e2e_median_s": statistics.median(r["e2e_s"] for r in runs[k]),
                 "extract_reduction_pct": 100.0 * (1.0 - em / teacher_extract),
                 "e2e_reduction_pct": 100.0 * (1.0 - tm / teacher_e2e),
+                "e2e_cpu_mean_s": stats(k, "e2e_cpu_s")[0],
+                "e2e_cpu_reduction_pct": 100.0 * (1.0 - stats(k, "e2e_cpu_s")[0] / teacher_cpu),
                 "frames_mean": stats(k, "frames")[0],
                 "audio_frames_mean": stats(k, "audio_frames")[0],
             }
@@ -171,9 +183,12 @@ def print_table(result: dict) -> None:
         f"Inception-v3 + {audio_mod.LABELS[audio]}, weights inception="
         f"{result['weights'].get('inception')} {audio}={result['weights'].get(audio)})"
     )
-    for col in ("network", "frames", "audio frames", "extract (s)", "diff %", "end-to-end (s)", "diff %"):
+    cpu = all("e2e_cpu_mean_s" in v for v in result["variants"])  # results written before the column lack it
+    columns = ("network", "frames", "audio frames", "extract (s)", "diff %", "end-to-end (s)", "diff %")
+    for col in columns + (("e2e CPU (s)", "diff %") if cpu else ()):
         table.add_column(col, justify="left" if col == "network" else "right")
     for v in sorted(result["variants"], key=lambda v: v["k"]):
+        extra = (f"{v['e2e_cpu_mean_s']:.3f}", f"{v['e2e_cpu_reduction_pct']:.1f}") if cpu else ()
         table.add_row(
             v["name"],
             f"{v['frames_mean']:.1f}",
@@ -182,6 +197,7 @@ def print_table(result: dict) -> None:
             f"{v['extract_reduction_pct']:.1f}",
             f"{v['e2e_mean_s']:.3f} ± {v['e2e_std_s']:.3f}",
             f"{v['e2e_reduction_pct']:.1f}",
+            *extra,
         )
     console.print(table)
     for f in result.get("failed", []):

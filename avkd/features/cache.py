@@ -1,18 +1,19 @@
 """The feature cache shared by every trial and sweep (default cache/features/).
 
 Layout (one small .npz per video and entry kind):
-    visual/inception-<weights fp>-s<image size>/<video key>.npz
+    visual/inception-<weights fp>-s<image size>-<layout>/<video key>.npz (layout: visual.INCEPTION_LAYOUT)
         per-FRAME Inception features (float16) keyed by absolute frame index, plus the frame count.
         A frame's feature does not depend on which other frames are selected (eval mode), and a
         student's frames are a subset of the teacher's, so every k and every max_frames reuses the
         teacher's frames: a new k costs no forward pass. float16 halves the disk (4 KB a frame);
         latents are always computed from the stored float16 values, so a cached and a fresh
         extraction give the same numbers.
-    audio/<audio model>-<weights fp>-sr<rate>-<pool>[-renorm][-t<time pool>]/k<k>/<video key>.npz
+    audio/<audio model>-<weights fp>-<front end>-sr<rate>-<pool>[-renorm][-t<time pool>]/k<k>/<video key>.npz
         the audio model's embedding at rate k (float32; cnn10 512-d, cnn14 2048-d): SimPF changes
         the conv body's input, so audio is computed and cached per (k, pool). `-renorm` marks
         features.simpf_renorm, `-tmean` the paper's mean over time (PANNs' own max+mean has no
-        suffix, so caches written before these options stay valid).
+        suffix, so caches written before these options stay valid). <front end>: audio.LOGMEL_FRONT_END,
+        the log-mel implementation (a changed front end must not reuse another's embeddings).
 The video key hashes the file's resolved path, size and mtime: an edited or replaced file is a
 different video. Each entry also stores its full key text and is checked on read.
 
@@ -34,6 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from avkd.config import AUDIO_MODELS, FeatureConfig
+from avkd.features.audio import LOGMEL_FRONT_END
+from avkd.features.visual import INCEPTION_LAYOUT
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +118,9 @@ class FeatureCache:
         if audio_model not in AUDIO_MODELS:
             raise ValueError(f"unknown audio model {audio_model!r} (known: {', '.join(AUDIO_MODELS)})")
         self.root = Path(root)
-        self.visual_tag = f"inception-{inception_fp}-s{image_size}"
+        self.visual_tag = f"inception-{inception_fp}-s{image_size}-{INCEPTION_LAYOUT}"
         self.audio_tag = (
-            f"{audio_model}-{audio_fp}-sr{sample_rate}-{audio_pool}"
+            f"{audio_model}-{audio_fp}-{LOGMEL_FRONT_END}-sr{sample_rate}-{audio_pool}"
             + ("-renorm" if simpf_renorm else "")
             + ("" if audio_time_pool == "panns" else f"-t{audio_time_pool}")
         )

@@ -51,7 +51,8 @@ DECODE_CHUNK_BYTES = 64 << 20  # frames are decoded in chunks of about this many
 # BatchNorm re-estimation of random weights: a seeded sample of train videos (see weights.py).
 CALIBRATION_VIDEOS = 16
 CALIBRATION_FRAMES = 8  # per video, uniformly spaced
-CALIBRATION_RECIPE = "v1"  # bump when the recipe changes: the cached re-estimated weights are keyed on it
+CALIBRATION_RECIPE = "v2"  # bump when the recipe changes: the cached re-estimated weights are keyed on it
+# (v2: audio.logmel's torch.stft front end feeds the audio BN re-estimation)
 
 
 def resolve(path: str | Path) -> Path:
