@@ -699,6 +699,8 @@ def log_timing_run(
             schema.TIMING_E2E_S: variant["e2e_mean_s"],
             schema.TIMING_E2E_STD_S: variant["e2e_std_s"],
         }
+        if "e2e_cpu_mean_s" in variant:  # results written before the CPU column lack it
+            points[schema.timing_step(float(variant["k"]))][schema.TIMING_E2E_CPU_S] = variant["e2e_cpu_mean_s"]
 
     uri = resolve_tracking_uri(uri or cfg.tracking.uri)
     if parent_run_id:  # the timing run goes next to its sweep
