@@ -1,6 +1,7 @@
 """Extraction end to end on real MP4 files: tables per k, frame reuse, bad inputs recorded, not fatal."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -192,3 +193,26 @@ def _annotations(root: Path) -> dict:
         for v in json.loads((Path(root) / name).read_text())["videos"]:
             out[v["video_id"]] = v["avkd"]
     return out
+
+
+def test_a_full_cache_hit_builds_no_extractor_until_a_weight_file_changes(corpus, ext, tmp_path_factory, monkeypatch):
+    """The rerun of a finished sweep: the cache keys come from the remembered weight fingerprints."""
+    from avkd.features import extract as E
+
+    fcfg = small_cfg(tmp_path_factory.getbasetemp())  # ext's own cache: its re-estimated weights are there
+    first = extract_variants(corpus, fcfg, [0.6], progress=False, extractors=ext)
+    monkeypatch.setattr(E, "_LOADED", {})  # this process forgets the extractors it built
+    again = extract_variants(corpus, fcfg, [0.6], progress=False)
+    assert E._LOADED == {}  # every feature was cached: no model was built, no weights hashed
+    for k in (0.6, 1.0):
+        assert again[k].weights == first[k].weights and again[k].video_ids == first[k].video_ids
+        assert np.array_equal(again[k].visual, first[k].visual) and np.array_equal(again[k].audio, first[k].audio)
+
+    # A weight file that changed (here only touched) is loaded and hashed again before any cache lookup.
+    weights_file = next((Path(fcfg.cache_dir) / "weights").glob("inception-*.pt"))
+    st = weights_file.stat()
+    os.utime(weights_file, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    third = extract_variants(corpus, fcfg, [0.6], progress=False)
+    assert len(E._LOADED) == 1  # built (same content, so the same fingerprint and the same cache entries)
+    assert third[1.0].weights == first[1.0].weights
+    assert np.array_equal(third[0.6].visual, first[0.6].visual)

@@ -1,5 +1,7 @@
 """Extractor weights: local checkpoints only (weights_only), seeded random fallback, clear errors."""
 
+import time
+
 import pytest
 import torch
 import torch.nn as nn
@@ -123,3 +125,40 @@ def test_random_weights_are_calibrated_once_and_shared(tmp_path):
     path.write_bytes(b"")  # a damaged cached file is re-estimated, not trusted
     W.prepare("cnn14", factory, WeightsConfig(seed=7), path, calibrate)
     assert calls == [1, 1]
+
+
+def test_fingerprints_are_remembered_per_weight_file_and_forgotten_when_it_changes(tmp_path):
+    """weights.known: what prepare gave, without building the model, for the very same weight file only."""
+
+    def calibrate(model):
+        model(torch.randn(2, 4, 5, 5) + 3)
+
+    factory = lambda: nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4))  # noqa: E731
+    path = tmp_path / "cache" / "weights" / "toy.pt"
+    seeded = WeightsConfig(seed=7)
+    assert W.known("cnn14", seeded, path) is None  # nothing re-estimated yet
+    _, status, fp = W.prepare("cnn14", factory, seeded, path, calibrate)
+    assert W.known("cnn14", seeded, path) == (status, fp) == ("random", fp)
+
+    # The re-estimated file edited in place: forgotten, and prepare hashes the new weights.
+    time.sleep(0.05)  # (a file's identity is its path, size and mtime: an edit gets a later mtime)
+    state = torch.load(path, weights_only=True)
+    state["1.running_mean"] += 1.0
+    torch.save(state, path)
+    assert W.known("cnn14", seeded, path) is None
+    _, _, fp_edited = W.prepare("cnn14", factory, seeded, path, calibrate)
+    assert fp_edited != fp and W.known("cnn14", seeded, path) == ("random", fp_edited)
+
+    # A configured checkpoint: remembered by its own file; replacing it, or naming another, forgets.
+    ckpt = tmp_path / "Cnn14.pth"
+    torch.save(W.seeded(factory, 1).state_dict(), ckpt)
+    pretrained = WeightsConfig(cnn14=str(ckpt))
+    _, status, fp_ckpt = W.prepare("cnn14", factory, pretrained, path, calibrate)
+    assert W.known("cnn14", pretrained, path) == (status, fp_ckpt) == ("pretrained", fp_ckpt)
+    other = tmp_path / "other.pth"
+    torch.save(W.seeded(factory, 2).state_dict(), other)
+    assert W.known("cnn14", WeightsConfig(cnn14=str(other)), path) is None
+    time.sleep(0.05)
+    torch.save(W.seeded(factory, 3).state_dict(), ckpt)
+    assert W.known("cnn14", pretrained, path) is None
+    assert W.prepare("cnn14", factory, pretrained, path, calibrate)[2] not in (fp_ckpt, fp, fp_edited)

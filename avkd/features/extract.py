@@ -65,6 +65,19 @@ def resolve(path: str | Path) -> Path:
 
 
 @dataclass
+class ExtractorWeights:
+    """Which weights the extractors of a config have: all the feature cache's keys and the tables need."""
+
+    audio_model: str  # features.audio_model: "cnn10" | "cnn14"
+    status: dict[str, str]  # {"inception": "pretrained" | "random", <audio_model>: ...}
+    fingerprints: dict[str, str]  # same keys
+
+    def weights_info(self) -> dict[str, str]:
+        fp = f"{self.fingerprints['inception']}-{self.fingerprints[self.audio_model]}"
+        return {**self.status, "fingerprint": fp}
+
+
+@dataclass
 class Extractors:
     inception: nn.Module
     audio: nn.Module  # the PANNs model named audio_model
@@ -73,12 +86,56 @@ class Extractors:
     fingerprints: dict[str, str]  # same keys
     device: torch.device
 
+    @property
+    def weights(self) -> ExtractorWeights:
+        return ExtractorWeights(self.audio_model, self.status, self.fingerprints)
+
     def weights_info(self) -> dict[str, str]:
-        fp = f"{self.fingerprints['inception']}-{self.fingerprints[self.audio_model]}"
-        return {**self.status, "fingerprint": fp}
+        return self.weights.weights_info()
 
 
 _LOADED: dict[tuple, Extractors] = {}
+
+
+class _WeightSources:
+    """Where each extractor's weights of a config come from: the checkpoint, or the cached re-estimated
+    file whose name encodes everything it depends on (seed, recipe, calibration sample, image size)."""
+
+    def __init__(self, dataset, fcfg: FeatureConfig):
+        self.dataset, self.fcfg, self.w = dataset, fcfg, fcfg.weights
+        self.weights_dir = resolve(fcfg.cache_dir) / "weights"
+        self._sample: list | None = None
+
+    def calibration_sample(self) -> list:
+        if self._sample is None:
+            self._sample = _calibration_candidates(self.dataset, self.w.seed)
+        return self._sample
+
+    def _calib_id(self, kind: str) -> str:
+        ids = [video_key(v.path) for v in self.calibration_sample()]
+        blob = json.dumps([kind, CALIBRATION_RECIPE, CALIBRATION_VIDEOS, CALIBRATION_FRAMES, ids])
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def calibrated(self, kind: str) -> Path:
+        if weights_mod.find_checkpoint(kind, self.w) is not None:
+            return self.weights_dir / "unused"  # pretrained: nothing is re-estimated
+        suffix = f"-s{self.fcfg.image_size}" if kind == "inception" else ""
+        return self.weights_dir / f"{kind}-seed{self.w.seed}{suffix}-{self._calib_id(kind)}.pt"
+
+
+def known_weights(dataset, fcfg: FeatureConfig) -> ExtractorWeights | None:
+    """The extractors' weights identity without building them (weights.known), or None when some
+    extractor must be built to know it (first run, a changed checkpoint or re-estimated file)."""
+    sources = _WeightSources(dataset, fcfg)
+    found = {
+        kind: weights_mod.known(kind, fcfg.weights, sources.calibrated(kind))
+        for kind in ("inception", fcfg.audio_model)
+    }
+    if any(v is None for v in found.values()):
+        return None
+    return ExtractorWeights(
+        fcfg.audio_model, {kind: v[0] for kind, v in found.items()}, {kind: v[1] for kind, v in found.items()}
+    )
 
 
 def get_extractors(dataset, fcfg: FeatureConfig) -> Extractors:
@@ -99,38 +156,20 @@ def get_extractors(dataset, fcfg: FeatureConfig) -> Extractors:
     if key in _LOADED:
         return _LOADED[key]
     device = pick_device(fcfg.device)  # avkd.runtime: the one device choice
-    weights_dir = resolve(fcfg.cache_dir) / "weights"
-    sample: list | None = None
-
-    def calibration_sample() -> list:
-        nonlocal sample
-        if sample is None:
-            sample = _calibration_candidates(dataset, w.seed)
-        return sample
-
-    def calib_id(kind: str) -> str:
-        ids = [video_key(v.path) for v in calibration_sample()]
-        blob = json.dumps([kind, CALIBRATION_RECIPE, CALIBRATION_VIDEOS, CALIBRATION_FRAMES, ids])
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-    def calibrated(kind: str, suffix: str = "") -> Path:
-        if weights_mod.find_checkpoint(kind, w) is not None:
-            return weights_dir / "unused"  # pretrained: nothing is re-estimated
-        return weights_dir / f"{kind}-seed{w.seed}{suffix}-{calib_id(kind)}.pt"
-
+    sources = _WeightSources(dataset, fcfg)
     inception, inc_status, inc_fp = weights_mod.prepare(
         "inception",
         visual_mod.new_inception,
         w,
-        calibrated("inception", f"-s{fcfg.image_size}"),
-        lambda model: _calibrate_inception(model, calibration_sample(), fcfg.image_size, fcfg.batch_frames),
+        sources.calibrated("inception"),
+        lambda model: _calibrate_inception(model, sources.calibration_sample(), fcfg.image_size, fcfg.batch_frames),
     )
     audio, audio_status, audio_fp = weights_mod.prepare(
         name,
         lambda: audio_mod.new_audio_model(name),
         w,
-        calibrated(name),
-        lambda model: _calibrate_audio(model, calibration_sample(), fcfg.sample_rate),
+        sources.calibrated(name),
+        lambda model: _calibrate_audio(model, sources.calibration_sample(), fcfg.sample_rate),
     )
     ext = Extractors(
         inception.to(device),
@@ -366,25 +405,20 @@ def extract_variants(
     if video_ids is None:  # every usable video (file found, captioned) of every split
         video_ids = [v.video_id for split in ("train", "validate", "test") for v in dataset.split(split)]
     ids = list(dict.fromkeys(video_ids))
-    ext = extractors or get_extractors(dataset, fcfg)
-    cache = FeatureCache.for_config(resolve(fcfg.cache_dir), ext.fingerprints, fcfg)
+    # The cache's keys need only the weights' identity: a rerun whose features are all cached builds
+    # no model (weights.known); the extractors are built as soon as one video needs them.
+    ext = extractors
+    weights = ext.weights if ext is not None else known_weights(dataset, fcfg)
+    if weights is None:
+        ext = get_extractors(dataset, fcfg)
+        weights = ext.weights
     t0 = time.time()
-    errors: dict[str, dict] = {}
-    done: dict[str, _Job] = {}
-    todo: list[_Job] = []
-    for vid in ids:
-        video = dataset.videos.get(vid)
-        path = Path(video.path) if video is not None and video.path is not None else None
-        if video is None or path is None or not path.is_file():
-            why = "not in the dataset" if video is None else "video file not found"
-            errors[vid] = {"video_id": vid, "path": str(path) if path else None, "reason": why}
-            continue
-        job = _plan(vid, path, cache, ks_all, fcfg, rebuild)
-        if job.new_idx == [] and not job.missing_audio:
-            done[vid] = job
-        else:
-            todo.append(job)
-
+    cache, done, todo, errors = _plan_all(ids, dataset, weights, ks_all, fcfg, rebuild)
+    if todo and ext is None:
+        ext = get_extractors(dataset, fcfg)
+        if ext.weights != weights:  # the remembered identity was stale: plan against the real one
+            weights = ext.weights
+            cache, done, todo, errors = _plan_all(ids, dataset, weights, ks_all, fcfg, rebuild)
     cached = len(done)
     shards = shard_count(fcfg, len(todo))
     with _ProgressBar(progress and reporter is None, len(ids), reporter) as bar:
@@ -396,9 +430,30 @@ def extract_variants(
             forwards = _extract_here(todo, ext, cache, fcfg, done, errors, bar)
             how = f"{forwards} Inception batches"
 
-    tables = _tables(ids, done, errors, ks_all, fcfg, ext)
+    tables = _tables(ids, done, errors, ks_all, fcfg, weights)
     _print_summary(len(ids), cached, len(todo), errors, tables[1.0].no_audio, time.time() - t0, how)
     return tables
+
+
+def _plan_all(ids: list[str], dataset, weights: ExtractorWeights, ks: list[float], fcfg: FeatureConfig, rebuild: bool):
+    """(cache, done, todo, errors): each video's cached entries under `weights`, and what is missing."""
+    cache = FeatureCache.for_config(resolve(fcfg.cache_dir), weights.fingerprints, fcfg)
+    errors: dict[str, dict] = {}
+    done: dict[str, _Job] = {}
+    todo: list[_Job] = []
+    for vid in ids:
+        video = dataset.videos.get(vid)
+        path = Path(video.path) if video is not None and video.path is not None else None
+        if video is None or path is None or not path.is_file():
+            why = "not in the dataset" if video is None else "video file not found"
+            errors[vid] = {"video_id": vid, "path": str(path) if path else None, "reason": why}
+            continue
+        job = _plan(vid, path, cache, ks, fcfg, rebuild)
+        if job.new_idx == [] and not job.missing_audio:
+            done[vid] = job
+        else:
+            todo.append(job)
+    return cache, done, todo, errors
 
 
 def _extract_here(
@@ -577,7 +632,7 @@ def _extract_shard(ext: Extractors, fcfg: FeatureConfig, todo: list[_Job]) -> tu
     return features, list(errors.values())
 
 
-def _tables(ids, done, errors, ks, fcfg, ext) -> dict[float, LatentTable]:
+def _tables(ids, done, errors, ks, fcfg, weights: ExtractorWeights) -> dict[float, LatentTable]:
     tables = {}
     ok = [vid for vid in ids if vid in done and vid not in errors]
     for k in sorted(ks):
@@ -590,7 +645,7 @@ def _tables(ids, done, errors, ks, fcfg, ext) -> dict[float, LatentTable]:
             aud.append(emb)
             if not has_audio:
                 no_audio.append(vid)
-        audio_dim = audio_mod.BACKBONES[ext.audio_model].embed_dim
+        audio_dim = audio_mod.BACKBONES[weights.audio_model].embed_dim
         tables[k] = LatentTable(
             k=k,
             pool=fcfg.audio_pool,
@@ -599,7 +654,7 @@ def _tables(ids, done, errors, ks, fcfg, ext) -> dict[float, LatentTable]:
             visual=np.stack(vis).astype(np.float32) if vis else np.zeros((0, visual_mod.FEATURE_DIM), np.float32),
             no_audio=no_audio,
             errors=[errors[v] for v in ids if v in errors],
-            weights=ext.weights_info(),
+            weights=weights.weights_info(),
         )
     return tables
 

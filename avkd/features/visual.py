@@ -6,7 +6,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torchvision.models import inception_v3
 
 FEATURE_DIM = 2048
 # The memory layout the forward runs in; part of the visual cache key (avkd.features.cache): NHWC and
@@ -22,6 +21,8 @@ def new_inception() -> nn.Module:
     transform_input=True is what torchvision uses with the pretrained (Google) weights: it maps
     ImageNet-normalised input to the [-1, 1] scaling those weights were trained on.
     """
+    from torchvision.models import inception_v3  # torchvision's import is seconds: only when a model is built
+
     model = inception_v3(weights=None, aux_logits=False, init_weights=True, transform_input=True)
     model.fc = nn.Identity()
     # channels-last (NHWC) weights and activations: oneDNN's CPU convolutions then take the tensors as

@@ -7,11 +7,18 @@ sample of the dataset's train videos: freshly initialised BN statistics (mean 0,
 from the real activations, so eval-mode features would be badly scaled or collapsed. The
 re-estimated state dict is saved in the feature cache (first writer wins) and every process then
 loads that same file, so the teacher and every student, in every trial, see identical weights.
+
+Each prepared extractor's fingerprint is also remembered next to the cached weights, keyed by what
+the weights are made of (the checkpoint file, or the re-estimated file whose name encodes seed,
+recipe and calibration sample; each by resolved path, size and mtime): a rerun whose features are
+all cached gets the fingerprints from `known` without building a model or hashing its weights, and
+a replaced or edited weight file is a different key (the weights are then built and hashed again).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -211,7 +218,63 @@ def prepare(
             state = load_checkpoint(calibrated_path)
         load_into(model, state, calibrated_path)
     model.eval()
-    return model, status, state_fingerprint(model.state_dict())
+    fingerprint = state_fingerprint(model.state_dict())
+    _remember(kind, wcfg, calibrated_path, status, fingerprint)
+    return model, status, fingerprint
+
+
+# ---- fingerprints without the model (a rerun whose features are all cached) -----------------------
+
+
+def _source(kind: str, wcfg: WeightsConfig, calibrated_path: Path) -> str | None:
+    """What the weights `prepare` would give are made of, as text; None when the random weights are not
+    re-estimated yet. Changing the file (replaced, edited, touched) or the config's choice changes it."""
+    checkpoint = find_checkpoint(kind, wcfg)
+    path = checkpoint or calibrated_path
+    if not path.is_file():
+        return None
+    path = path.resolve()
+    st = path.stat()
+    return json.dumps([kind, "pretrained" if checkpoint else "random", str(path), st.st_size, st.st_mtime_ns])
+
+
+def _memo_path(calibrated_path: Path, source: str) -> Path:
+    return calibrated_path.parent / "fingerprints" / f"{hashlib.sha256(source.encode()).hexdigest()[:24]}.json"
+
+
+def _remember(kind: str, wcfg: WeightsConfig, calibrated_path: Path, status: str, fingerprint: str) -> None:
+    """Record (status, fingerprint) under the weights' source (temp file + os.replace: never half a file)."""
+    source = _source(kind, wcfg, calibrated_path)
+    if source is None:
+        return
+    path = _memo_path(calibrated_path, source)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"source": source, "status": status, "fingerprint": fingerprint}, f)
+        os.replace(tmp, path)
+    except OSError as err:  # a read-only cache only costs the next run the hashing
+        log.warning("%s: could not record the weights fingerprint (%s)", path, err)
+
+
+def known(kind: str, wcfg: WeightsConfig, calibrated_path: Path) -> tuple[str, str] | None:
+    """(status, fingerprint) that `prepare` gave for these exact weights, or None (then call prepare).
+
+    Same checks and warnings as prepare (a configured checkpoint must exist, require_pretrained, the
+    loud random-weights line), without building the model."""
+    source = _source(kind, wcfg, calibrated_path)
+    if source is None:
+        return None
+    try:
+        memo = json.loads(_memo_path(calibrated_path, source).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(memo, dict) or memo.get("source") != source:
+        return None
+    if memo.get("status") == "random":
+        warn_random(kind, usual_paths(kind))
+    return memo["status"], memo["fingerprint"]
 
 
 def _load_cached(path: Path) -> dict[str, torch.Tensor] | None:

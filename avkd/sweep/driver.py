@@ -174,8 +174,9 @@ def _sweep(
 
             _ray_init()
             extraction_nodes = check_cluster(uri, dataset, console)
-        exp_id = mt.ensure_experiment(uri, experiment)
-        stale = mt.mark_stale_runs(uri, exp_id)  # only runs whose driver is provably gone
+        with clock.phase("tracking"):  # opening the store (schema check), stale runs, the sweep run
+            exp_id = mt.ensure_experiment(uri, experiment)
+            stale = mt.mark_stale_runs(uri, exp_id)  # only runs whose driver is provably gone
         if stale:
             console.print(f"[yellow]>> {len(stale)} run(s) left RUNNING by an interrupted sweep were marked KILLED[/]")
         console.print(f"[bold]>> sweep[/] {cfg.name}: tracking {uri} (experiment '{experiment}')")
@@ -185,9 +186,10 @@ def _sweep(
         tags = {schema.GIT_COMMIT: mt.git_commit(), schema.DATASET_FINGERPRINT: dataset_fp}
         if overrides:
             tags[schema.OVERRIDES] = "; ".join(f"{k}={v}" for k, v in overrides.items())
-        parent, continued = mt.open_sweep_run(
-            uri, exp_id, cfg.name, sweep_hash, params=cfg.flat(), owner=str(Owner.current()), tags=tags
-        )
+        with clock.phase("tracking"):
+            parent, continued = mt.open_sweep_run(
+                uri, exp_id, cfg.name, sweep_hash, params=cfg.flat(), owner=str(Owner.current()), tags=tags
+            )
         lock.describe(parent.run_id)
         console.print(f">> sweep run {parent.run_id}" + (" (continued)" if continued else ""))
         started_ms = int(time.time() * 1000)
@@ -232,7 +234,6 @@ def _phases(
     """Features, timing, trials: each phase starts only if no signal arrived (interrupt.check()).
     Returns the student specs that ran (tuning may re-plan them)."""
     from avkd import methods
-    from avkd.features.extract import extract_variants
     from avkd.sweep import interrupt
     from trackers import mlflow_tracker as mt
 
@@ -246,6 +247,8 @@ def _phases(
     ks = sorted({1.0, *cfg.grid.ks, *guide_ks})
     # on a cluster (Ray started above), extraction runs as sharded Ray tasks (see features.shards)
     with clock.phase("features"), _view.phase("features", unit="videos") as phase:
+        from avkd.features.extract import extract_variants  # its imports (torch) are the phase's time
+
         tables = extract_variants(dataset, cfg.features, ks, nodes=extraction_nodes, reporter=phase)
     errors = {f"{k:g}": t.errors for k, t in tables.items()}
     parent.log_dict(
@@ -438,8 +441,9 @@ def _ray_shutdown() -> None:
     from avkd.runtime import stop_ray
 
     _SHARED.clear()
-    meteor_service.stop()  # also on a $RAY_ADDRESS cluster, which stop_ray leaves running
-    stop_ray()
+    meteor_service.stop()  # also on a $RAY_ADDRESS cluster, which stop_ray leaves running (no-op when never started)
+    if "ray" in sys.modules:  # never imported: never started (a finished sweep's rerun imports no Ray)
+        stop_ray()
 
 
 _SHARED: dict[int, Any] = {}  # id(SweepInputs) -> its ObjectRef while Ray is up
@@ -481,8 +485,6 @@ def _run_phase(
     search: dict | None = None,
 ) -> Any:
     """Run `specs` as one Ray Tune experiment (skipping finished hashes). Returns the ResultGrid."""
-    from ray import tune
-
     from avkd.sweep import interrupt
 
     interrupt.check()  # no phase starts after a signal
@@ -497,6 +499,8 @@ def _run_phase(
         console.print(f">> {phase}: {len(specs) - len(todo)} trial(s) already FINISHED in MLflow (skipped)")
     if not todo and search is None:
         return None
+    from ray import tune  # (seconds to import: only when the phase has trials to run)
+
     _ray_init()  # here, not before the phases: the rerun of a finished sweep starts no Ray at all
     meteor_service.start()  # one METEOR JVM for the sweep, loading while the first trials train
     ctx = _shared(ctx)  # the inputs go into Ray's object store once, on the first phase that runs
@@ -557,7 +561,7 @@ def _run_phase(
 def _tuner(trainable, param_space: dict, tune_config, cfg: SweepConfig, phase: str, storage: Path, progress):
     from ray import tune
 
-    from avkd.sweep.progress import StopOnInterrupt, TrialProgress
+    from avkd.sweep.tune_callbacks import StopOnInterrupt, TrialProgress
 
     return tune.Tuner(
         trainable,

@@ -1,5 +1,4 @@
-"""What a person watching a sweep sees: one live view in a terminal, plain progress lines in a log;
-and the stopper that ends a Tune experiment once the driver received SIGINT/SIGTERM.
+"""What a person watching a sweep sees: one live view in a terminal, plain progress lines in a log.
 
 In a terminal: one rich live display for the whole sweep (the phase, done/total, elapsed, ETA), with
 every other line printed above it. Not a terminal (a log file, CI): no live display and no ANSI
@@ -8,8 +7,8 @@ PLAIN_EVERY_S seconds while a long phase runs (feature extraction, the timing be
 
     [progress 00:03:10] features: 96/180 (53%), 1m05s elapsed, ETA 0m58s
 
-Ray is imported only by TrialProgress's module-level import when trials start (the driver imports
-this module lazily), and the callback class pickles by reference (Ray pickles it).
+No Ray here: the Tune callback and stopper that feed this view live in avkd/sweep/tune_callbacks.py,
+imported only when a phase has trials to run (the rerun of a finished sweep never imports Ray).
 """
 
 from __future__ import annotations
@@ -20,11 +19,7 @@ import threading
 import time
 from typing import Any
 
-from ray.tune import Callback
-from ray.tune.stopper import Stopper
 from rich.console import Console
-
-from avkd.sweep.interrupt import signal_received
 
 PLAIN_EVERY_S = float(os.environ.get("AVKD_PROGRESS_EVERY_S", "30"))  # heartbeat of the plain lines
 
@@ -193,51 +188,3 @@ class NullPhase:
     def set_total(self, total: int) -> None: ...
     def skip(self, n: int) -> None: ...
     def advance(self, n: int = 1, note: str = "") -> None: ...
-
-
-_PHASES: dict[int, Any] = {}  # TrialProgress pickles (Ray saves its run config) as a key into this
-
-
-class TrialProgress(Callback):
-    """Ray Tune callback: each finished or failed trial advances the phase, with its result as a note.
-    (Tune's own progress table is off: RAY_AIR_NEW_OUTPUT=0, verbose=0.)"""
-
-    def __init__(self, phase: Any):
-        self._key = id(phase)
-        _PHASES[self._key] = phase
-
-    @property
-    def phase(self) -> Any:
-        return _PHASES.get(self._key, NullPhase())
-
-    def __getstate__(self) -> dict:
-        return {"_key": self._key}  # the phase (locks, a console) stays in the driver
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        from avkd.sweep.plan import TrialSpec
-        from trackers import schema
-
-        r = trial.last_result or {}
-        score = r.get("test_score", float("nan"))
-        test = "" if score != score else f"test SCORE {score:.3f}, "  # tuning trials never see the test split
-        took = f" ({r[schema.TRIAL_TIME_S]:.0f} s)" if schema.TRIAL_TIME_S in r else ""
-        self.phase.advance(
-            1,
-            f"done {TrialSpec.from_dict(trial.config['trial']).name}: "
-            f"{test}val {r.get('val_best', float('nan')):.3f}{took}",
-        )
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        from avkd.sweep.plan import TrialSpec
-
-        self.phase.advance(1, f"FAILED {TrialSpec.from_dict(trial.config['trial']).name}")
-
-
-class StopOnInterrupt(Stopper):
-    """Ends the whole Tune experiment once the driver has received SIGINT/SIGTERM (avkd.sweep.interrupt)."""
-
-    def __call__(self, trial_id, result) -> bool:
-        return signal_received()
-
-    def stop_all(self) -> bool:
-        return signal_received()

@@ -59,8 +59,6 @@ def _best_of_cell(
 ) -> dict | None:
     """Run (or continue) the cell's Optuna study on `base`'s seed; its best parameters (None: no trial completed)."""
     import optuna
-    from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study_db = Path(ctx.trials_dir).parent / "optuna.db"  # runs/<sweep>/optuna.db, on the driver
@@ -75,6 +73,9 @@ def _best_of_cell(
     ]
     remaining = cfg.tune.num_samples - len(finished)
     if remaining > 0:
+        from ray.tune.schedulers import ASHAScheduler  # Ray only when the study has trials to run
+        from ray.tune.search.optuna import OptunaSearch
+
         search = OptunaSearch(
             metric="val_best", mode="max", seed=cfg.tune.seed + len(finished), study_name=study_name, storage=storage
         )
