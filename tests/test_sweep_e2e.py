@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,6 +52,10 @@ def child_runs(uri: str, experiment: str):
 
 
 def check_tracking(uri: str) -> dict[str, int]:
+    from mlflow.tracking import MlflowClient
+
+    from trackers import schema
+
     runs = child_runs(uri, "tiny")
     parents = [r for r in runs if r.data.tags.get("avkd.role") == "sweep"]
     assert parents, "no parent sweep run"
@@ -78,7 +83,12 @@ def check_tracking(uri: str) -> dict[str, int]:
             assert f"test/{m}" in metrics, (r.info.run_name, m)
         assert 0.0 <= metrics["test/score"] <= 10.0
         assert any(k.startswith("val/") for k in metrics)
-        assert r.data.params.get("model.hidden") == "64"
+        # Params are what makes a trial differ (role, k, method, seed); the whole resolved config is its
+        # config.yaml artifact (trial.trial_params), where the sweep file's model.hidden must be.
+        assert {"role", "k", "method", "seed"} <= set(r.data.params), r.data.params
+        with tempfile.TemporaryDirectory() as config_dir:
+            local = MlflowClient(uri).download_artifacts(r.info.run_id, schema.ARTIFACT_CONFIG, config_dir)
+            assert yaml.safe_load(Path(local).read_text())["config"]["model"]["hidden"] == 64
         roles[tags["avkd.role"]] = roles.get(tags["avkd.role"], 0) + 1
     hashes = [r.data.tags["avkd.config_hash"] for r in trials]
     assert len(hashes) == len(set(hashes)), "duplicate FINISHED runs for one config"
