@@ -6,6 +6,8 @@ Ray and torch are imported inside the functions: the CLI and the config checks s
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from typing import TYPE_CHECKING
 
 from avkd.errors import AvkdError
@@ -41,7 +43,12 @@ def stop_ray() -> None:
     import ray
 
     if ray.is_initialized() and not os.environ.get("RAY_ADDRESS"):
+        sigterm = signal.getsignal(signal.SIGTERM)
         ray.shutdown()
+        # ray.shutdown() resets SIGTERM to the default action in C while Python still lists its handler:
+        # without this, a SIGTERM after the trials (the report phase) killed the driver outright.
+        if sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, sigterm)
 
 
 def pick_device(name: str, key: str = "features.device") -> "torch.device":

@@ -19,7 +19,9 @@ different video. Each entry also stores its full key text and is checked on read
 
 Writes are atomic (temp file in the same folder + os.replace): a killed run leaves at most a
 `.tmp` file, which no reader opens. An unreadable or mismatching entry counts as a miss and is
-rewritten.
+rewritten. A write that fails (a full disk, a read-only folder) removes its temp file and is one
+StorageError naming the entry and the cause, whatever the writer made of the OSError (torch.save
+turns ENOSPC into "unexpected pos 704 vs 598").
 """
 
 from __future__ import annotations
@@ -31,12 +33,15 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import numpy as np
 
 from avkd.config import AUDIO_MODELS, FeatureConfig
+from avkd.errors import StorageError
 from avkd.features.audio import LOGMEL_FRONT_END
 from avkd.features.visual import INCEPTION_LAYOUT
+from avkd.storage import os_cause
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +53,65 @@ def video_key(path: str | Path) -> str:
     return hashlib.sha256(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:20]
 
 
-def atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    """np.savez to a temp file in the target folder, then os.replace: never a half-written entry."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+class _KeepsWriteError:
+    """A binary file whose write() remembers the OSError it raised: torch.save reports a failed write as
+    RuntimeError("... unexpected pos ...") and drops the cause."""
+
+    def __init__(self, file: BinaryIO):
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def __getattr__(self, name: str):  # tell, seek, flush ... as the file's
+        return getattr(self.file, name)
+
+
+def write_entry(path: Path, write: Callable[[BinaryIO], None], keep_existing: bool = False, fsync: bool = False):
+    """write(file) into a temp file in path's folder, then publish it under `path` in one step: os.replace,
+    or with `keep_existing` a hard link that leaves a file someone else wrote first in place (and in use).
+    Any OSError on the way (however the writer reported it) is one StorageError naming `path` and the
+    cause; the temp file is always removed, so nothing half-written is ever read."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise _write_failed(path, err) from None
+    out = _KeepsWriteError(os.fdopen(fd, "wb"))
+    try:
+        with out.file:
+            write(out)
+            out.file.flush()
+            if fsync:
+                os.fsync(out.file.fileno())
+        if not keep_existing:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+    except Exception as err:
+        cause = out.error or (err if isinstance(err, OSError) else None)
+        if cause is None:
+            raise
+        raise _write_failed(path, cause) from None
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
+
+
+def _write_failed(path: Path, err: OSError) -> StorageError:
+    return StorageError(f"{path}: cannot write to the feature cache: {os_cause(err)}")
+
+
+def atomic_savez(path: Path, **arrays: np.ndarray) -> None:
+    """np.savez under `path`, atomically (write_entry): never a half-written entry."""
+    write_entry(path, lambda f: np.savez(f, **arrays))
 
 
 def read_npz(path: Path, key: str) -> dict[str, np.ndarray] | None:

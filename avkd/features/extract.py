@@ -33,7 +33,7 @@ from rich.console import Console
 from avkd.config import FeatureConfig, load_sweep
 from avkd.data import media
 from avkd.data.load import load_dataset
-from avkd.errors import DataError, MediaError
+from avkd.errors import DataError, MediaError, StorageError
 from avkd.features import audio as audio_mod
 from avkd.features import visual as visual_mod
 from avkd.features import weights as weights_mod
@@ -576,6 +576,8 @@ def _extract_sharded(
                 for e in shard_errors:
                     errors[e["video_id"]] = e
                 features.save_into(cache)
+            except StorageError:  # the driver's cache cannot take them (a full disk): no later shard could
+                raise
             except Exception as err:  # a shard that crashed or was lost: its videos are reported, the rest go on
                 reason = f"its extraction shard failed: {type(err).__name__}: {str(err).strip().splitlines()[-1][:200]}"
                 for job in group:

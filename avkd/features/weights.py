@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -30,6 +29,7 @@ import torch.nn as nn
 
 from avkd.config import AUDIO_MODELS, WeightsConfig
 from avkd.errors import WeightsError
+from avkd.features.cache import write_entry
 
 log = logging.getLogger(__name__)
 
@@ -168,21 +168,10 @@ def reestimate_bn(model: nn.Module, run: Callable[[nn.Module], None]) -> None:
 def save_first_writer_wins(state: dict[str, torch.Tensor], path: Path) -> None:
     """Write `state` to `path` unless another process got there first (then theirs is kept).
 
-    The file is complete before it appears under its name (temp file + hard link), so a reader never
-    sees half a file and concurrent writers never replace a file someone may already be using."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-    finally:
-        os.unlink(tmp)
+    The file is complete (and fsynced) before it appears under its name (temp file + hard link), so a
+    reader never sees half a file and concurrent writers never replace a file someone may already be
+    using; a full disk is one StorageError naming the file (avkd.features.cache.write_entry)."""
+    write_entry(path, lambda f: torch.save(state, f), keep_existing=True, fsync=True)
 
 
 def prepare(

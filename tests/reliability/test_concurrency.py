@@ -186,11 +186,12 @@ def test_same_sweep_twice_refuses_and_rerun_adds_no_parent(tiny_corpus, tmp_path
 
         rc, out, seconds = H.run_sweep(sweep_file, tmp_path, env, name="rerun")
         print(f"rerun of the finished sweep: exit {rc} in {seconds:.1f} s")
-        assert rc == 0 and "2 skipped (already finished)" in out, out[-3000:]
+        # the plan: teacher, the two modality guides, the student: all skipped, none trained again
+        assert rc == 0 and "0 trial(s) run, 4 skipped (already finished)" in out, out[-3000:]
         parents = _parents(uri, H.EXPERIMENT)
         assert [(r.info.run_id, r.info.status) for r in parents] == [(run_id, "FINISHED")]
         html = (tmp_path / "reports" / "tiny" / "index.html").read_text()
-        assert run_id[:8] in html and "FINISHED" in html and "trials 2 finished (0 now, 2 earlier)" in html
+        assert run_id[:8] in html and "FINISHED" in html and "trials 4 finished (0 now, 4 earlier)" in html
     finally:
         H.stop_session(first.proc.pid, ray_tmp)
         H.remove_ray_tmp(ray_tmp)

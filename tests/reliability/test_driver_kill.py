@@ -7,6 +7,7 @@ The sweep is the 12-clip corpus with 2 configs (the teacher and the rep+ce stude
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from . import sweep_helpers as H
 
 CONFIGS = 2  # teacher-s0, student-k0.2-rep+ce-s0
+EXTRACTION_DONE = re.compile(r"^features: \d+ videos:|\] features: done", re.M)
 LEFTOVER_GRACE_S = 120  # Ray's agents outlive a killed driver by ~60 s (they give up reaching its GCS)
 
 
@@ -24,8 +26,9 @@ def _status(uri: str) -> dict[str, tuple[str, str]]:
 
 
 def _during_extraction(tmp: Path, uri: str, sweep: H.Sweep):
-    """Some entries written (each video writes 3: frames, audio k=1, audio k=0.2), extraction not done."""
-    if "features:" in sweep.output():
+    """Some entries written (each video writes 3: frames, audio k=1, audio k=0.2), extraction not done
+    (neither the extraction's summary line nor the progress view's "features: done" printed yet)."""
+    if EXTRACTION_DONE.search(sweep.output()):
         raise AssertionError(f"extraction finished before the kill point:\n{sweep.output()[-2000:]}")
     return H.cache_entry_count(tmp / "cache") >= 6
 

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from . import sweep_helpers as H
 from .conftest import PYTHON, REPO, cli_env
 
 SCRIPT = """
@@ -85,3 +86,43 @@ def test_deferred_records_and_second_signal_forces():
             os.kill(child, signal.SIGKILL)
         except OSError:
             pass
+
+
+AFTER_RAY = """
+import os, signal, sys, time
+from avkd.runtime import start_ray, stop_ray
+from avkd.sweep.interrupt import Interrupts, SweepInterrupted, reinstall
+with Interrupts() as it:
+    try:
+        start_ray()
+        reinstall()
+        stop_ray()  # what the driver does after the last trial phase, before the report
+        print("ready", flush=True)
+        time.sleep(120)
+    except SweepInterrupted as stop:
+        print("interrupted", stop, flush=True)
+        sys.exit(3)
+"""
+
+
+def test_sigterm_after_ray_shutdown_is_still_handled():
+    """ray.shutdown() resets SIGTERM to the default action in C (Python still lists its handler): the
+    report phase, which runs after it, died of SIGTERM (exit -15) instead of stopping the sweep."""
+    ray_tmp = H.ray_tmpdir()  # short: Ray's socket paths must stay under 108 characters
+    proc = subprocess.Popen(
+        [PYTHON, "-c", AFTER_RAY],
+        cwd=REPO,
+        env=H.sweep_env(ray_tmp),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 3
+        assert proc.stdout.read().strip().splitlines()[-1] == "interrupted SIGTERM"
+    finally:
+        H.stop_session(proc.pid, ray_tmp)
+        H.remove_ray_tmp(ray_tmp)

@@ -145,3 +145,68 @@ def test_signal_stops_the_sweep_then_rerun_resumes(phase, sig, tiny_corpus, tmp_
     finally:
         H.stop_session(sweep.proc.pid, ray_tmp)
         H.remove_ray_tmp(ray_tmp)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_signal_during_the_report_then_rerun_builds_it(sig, tiny_corpus, tmp_path, tmp_path_factory):
+    """The report phase (every trial FINISHED, the tables and figures being written) interrupted.
+
+    To hold the driver in that phase without a hook in the code, the report's index.html is a named pipe
+    nobody reads: the driver blocks opening it, as it would on a hung network folder, after
+    summary.json is written next to it. The sweep run then ends KILLED, not FINISHED, although every
+    trial finished: the sweep's product (the report) is missing, and FINISHED would tell a notebook or
+    `reports/build.py --experiment` that it is complete; avkd.interrupted and the trial counts (all
+    finished, none killed) say exactly what happened. The rerun trains nothing (same trial run ids),
+    writes the report and ends the same sweep run FINISHED.
+    """
+    cache = H.copy_cache(H.warm_cache(tiny_corpus, tmp_path_factory), tmp_path / "cache")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sweep_file = _sweep_file(tmp_path, tiny_corpus, uri, cache, timing=False, tuning=False)
+    report = tmp_path / "reports" / H.EXPERIMENT  # start_sweep's --report-out, the sweep's name
+    report.mkdir(parents=True)
+    os.mkfifo(report / "index.html")
+    ray_tmp = H.ray_tmpdir()
+    env = H.sweep_env(ray_tmp)
+    sweep = H.start_sweep(sweep_file, tmp_path, env, name="interrupted")
+    try:
+        H.wait_until("the report phase", lambda: (report / "summary.json").exists(), sweep, timeout=400, every=0.2)
+        os.kill(sweep.proc.pid, getattr(signal, sig))
+        sent = time.time()
+        try:
+            rc = sweep.proc.wait(timeout=STOP_S)
+        except Exception:
+            raise AssertionError(f"no exit {STOP_S} s after {sig} in the report:\n{sweep.output()[-3000:]}") from None
+        out = sweep.output()
+        print(f"{sig} during the report: exit {rc} {time.time() - sent:.1f} s after the signal")
+        assert rc == 128 + getattr(signal, sig), out[-3000:]
+        assert f"interrupted ({sig})" in out, out[-3000:]
+        assert "Traceback" not in out, out[-4000:]
+        assert "never started: " not in out and "killed: " not in out, out[-3000:]
+        finished_line = out.split("   finished: ", 1)[1].split("\n", 1)[0]
+        assert {"teacher-s0", "student-k0.2-rep+ce-s0"} <= set(finished_line.split(", ")), finished_line
+
+        sweep_runs = _runs(uri, "sweep")
+        assert [r.info.status for r in sweep_runs] == ["KILLED"], [(r.info.run_id, r.info.status) for r in sweep_runs]
+        assert sweep_runs[0].data.tags.get("avkd.interrupted") == sig
+        trials = {r.info.run_name: (r.info.run_id, r.info.status) for r in H.trial_runs(uri)}
+        assert sorted(s for _, s in trials.values()) == ["FINISHED"] * CONFIGS, trials
+
+        deadline = time.time() + LEFTOVER_S
+        while H.leftover_processes(sweep.proc.pid, ray_tmp) and time.time() < deadline:
+            time.sleep(0.5)
+        left = H.leftover_processes(sweep.proc.pid, ray_tmp)
+        assert not left, f"processes of the interrupted sweep still alive {LEFTOVER_S} s after its exit: {left}"
+
+        (report / "index.html").unlink()  # the hung folder is back
+        rc, out, seconds = H.run_sweep(sweep_file, tmp_path, env, name="rerun")
+        print(f"rerun after {sig} during the report: exit {rc} in {seconds:.1f} s")
+        assert rc == 0, out[-4000:]
+        H.check_one_finished_per_config(uri, CONFIGS)
+        assert {r.info.run_name: (r.info.run_id, r.info.status) for r in H.trial_runs(uri)} == trials, "a trial re-ran"
+        sweep_runs = _runs(uri, "sweep")
+        assert [(r.info.run_id, r.info.status) for r in sweep_runs] == [(sweep_runs[0].info.run_id, "FINISHED")]
+        assert (report / "index.html").is_file() and "<html" in (report / "index.html").read_text().lower()
+    finally:
+        H.stop_session(sweep.proc.pid, ray_tmp)
+        H.remove_ray_tmp(ray_tmp)
