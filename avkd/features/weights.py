@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 
 from avkd.config import AUDIO_MODELS, WeightsConfig
-from avkd.errors import WeightsError
+from avkd.errors import StorageError, WeightsError
 from avkd.features.cache import write_entry
 
 log = logging.getLogger(__name__)
@@ -237,14 +237,11 @@ def _remember(kind: str, wcfg: WeightsConfig, calibrated_path: Path, status: str
     if source is None:
         return
     path = _memo_path(calibrated_path, source)
+    record = json.dumps({"source": source, "status": status, "fingerprint": fingerprint}).encode()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"source": source, "status": status, "fingerprint": fingerprint}, f)
-        os.replace(tmp, path)
-    except OSError as err:  # a read-only cache only costs the next run the hashing
-        log.warning("%s: could not record the weights fingerprint (%s)", path, err)
+        write_entry(path, lambda f: f.write(record))
+    except StorageError as err:  # a read-only or full cache only costs the next run the hashing
+        log.warning("%s", err)
 
 
 def known(kind: str, wcfg: WeightsConfig, calibrated_path: Path) -> tuple[str, str] | None:
