@@ -28,6 +28,7 @@ class PhaseClock:
         self.seconds: dict[str, float] = {}
         self.started = time.perf_counter()
         self._open: list[list] = []  # [name, seconds spent in nested phases] of the phases now running
+        self.last_started = ""  # the phase entered most recently (where an interrupt landed)
         self._token = None
 
     def __enter__(self) -> "PhaseClock":
@@ -41,6 +42,7 @@ class PhaseClock:
     def phase(self, name: str) -> Iterator[None]:
         t0 = time.perf_counter()
         self._open.append([name, 0.0])
+        self.last_started = name
         try:
             yield
         finally:

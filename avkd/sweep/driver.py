@@ -61,6 +61,7 @@ class SweepOutcome:
     killed: list[str] = field(default_factory=list)  # trials running when the sweep was interrupted
     never_started: list[str] = field(default_factory=list)  # trials an interrupt kept from starting
     interrupted: str = ""  # the signal that stopped the sweep ("SIGINT", "SIGTERM"), "" when it ran through
+    interrupted_in: str = ""  # the sweep phase it stopped in (corpus, features, trials_<phase>, report, ...)
     exit_code: int = 0  # 128 + signal number when interrupted
     planned: list[str] = field(default_factory=list)  # every trial of the plan, in phase order
     where: dict[str, Any] = field(default_factory=dict)  # the end summary's pointers (avkd.sweep.summary)
@@ -114,6 +115,7 @@ def run_sweep(
             _sweep(cfg, sweep_file, outcome, build_report, report_out, overrides or {}, wait, clock)
         except SweepInterrupted as stop:
             outcome.interrupted, outcome.exit_code = str(stop), 128 + stop.signum
+            outcome.interrupted_in = clock.last_started
     _view = None
     _print_summary(outcome, time.time() - t_start)
     if clock.seconds:
@@ -586,6 +588,11 @@ def _print_summary(outcome: SweepOutcome, seconds: float) -> None:
             f"{len(outcome.killed)} killed, {len(outcome.never_started)} never started, "
             f"{len(outcome.failed)} failed; rerun the same command to resume"
         )
+        if outcome.interrupted_in:
+            unwritten = (
+                "; the report was not written (the rerun writes it)" if outcome.interrupted_in == "report" else ""
+            )
+            console.print(f"   stopped in the {outcome.interrupted_in} phase{unwritten}")
         for label, names in (
             ("finished", outcome.finished),
             ("killed", outcome.killed),

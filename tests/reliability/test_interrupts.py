@@ -42,6 +42,14 @@ PHASES = {
     "students": (True, False, False, lambda tmp, uri, out: _running(uri, "student")),
     "tuning": (True, False, True, lambda tmp, uri, out: _running(uri, "tune")),
 }
+# The driver's clock phase each case stops in, as the interrupted summary names it ("stopped in the ...").
+CLOCK_PHASE = {
+    "extraction": "features",
+    "timing": "timing",
+    "teachers": "trials_teachers",
+    "students": "trials_students",
+    "tuning": "trials_tune",
+}
 CASES = [
     ("extraction", "SIGINT"),
     ("timing", "SIGTERM"),
@@ -112,6 +120,7 @@ def test_signal_stops_the_sweep_then_rerun_resumes(phase, sig, tiny_corpus, tmp_
         print(f"{sig} during {phase}: exit {rc} {took:.1f} s after the signal")
         assert rc == 128 + getattr(signal, sig), out[-3000:]
         assert f"interrupted ({sig})" in out, out[-3000:]
+        assert f"stopped in the {CLOCK_PHASE[phase]}" in out, out[-3000:]
         assert "Traceback" not in out, out[-4000:]
 
         sweep_runs = _runs(uri, "sweep")
@@ -183,6 +192,7 @@ def test_signal_during_the_report_then_rerun_builds_it(sig, tiny_corpus, tmp_pat
         assert f"interrupted ({sig})" in out, out[-3000:]
         assert "Traceback" not in out, out[-4000:]
         assert "never started: " not in out and "killed: " not in out, out[-3000:]
+        assert "stopped in the report phase; the report was not written" in out, out[-3000:]
         finished_line = out.split("   finished: ", 1)[1].split("\n", 1)[0]
         assert {"teacher-s0", "student-k0.2-rep+ce-s0"} <= set(finished_line.split(", ")), finished_line
 
