@@ -28,7 +28,8 @@ class PhaseClock:
         self.seconds: dict[str, float] = {}
         self.started = time.perf_counter()
         self._open: list[list] = []  # [name, seconds spent in nested phases] of the phases now running
-        self.last_started = ""  # the phase entered most recently (where an interrupt landed)
+        self.raised: BaseException | None = None  # the latest exception that left a phase ...
+        self.raised_in = ""  # ... and the innermost phase it left (where an interrupt landed)
         self._token = None
 
     def __enter__(self) -> "PhaseClock":
@@ -42,9 +43,12 @@ class PhaseClock:
     def phase(self, name: str) -> Iterator[None]:
         t0 = time.perf_counter()
         self._open.append([name, 0.0])
-        self.last_started = name
         try:
             yield
+        except BaseException as err:
+            if err is not self.raised:  # enclosing phases see the same exception: the innermost one names it
+                self.raised, self.raised_in = err, name
+            raise
         finally:
             _, nested = self._open.pop()
             spent = time.perf_counter() - t0

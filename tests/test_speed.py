@@ -39,6 +39,24 @@ def test_phase_clock_times_are_exclusive_and_named_by_the_schema():
     assert clock.lines()[-1].startswith("total") and any(line.startswith("other") for line in clock.lines())
 
 
+def test_phase_clock_names_the_innermost_phase_an_exception_left():
+    """The interrupted summary's "stopped in the <phase> phase": the phase the signal's exception left,
+    not a clean-up phase that ran afterwards (ray_stop runs in a finally)."""
+    clock = PhaseClock()
+    stop = KeyboardInterrupt()
+    with pytest.raises(KeyboardInterrupt):
+        try:
+            with clock.phase("trials_teachers"), clock.phase("inner"):
+                raise stop
+        finally:
+            with clock.phase("ray_stop"):
+                pass
+    assert clock.raised is stop and clock.raised_in == "inner"
+    with pytest.raises(ValueError), clock.phase("report"):
+        raise ValueError("a later, different exception")
+    assert clock.raised_in == "report"
+
+
 def test_phase_metric_names_are_valid_and_never_read_as_table_ii():
     assert schema.phase_time_metric("trials_tune k=0.2 rep+ce") == "time/trials_tune_k_0.2_rep_ce_s"
     for name in ("corpus", "features", "timing", "trials_teachers", "data", "epochs", "validation", "total"):

@@ -115,7 +115,7 @@ def run_sweep(
             _sweep(cfg, sweep_file, outcome, build_report, report_out, overrides or {}, wait, clock)
         except SweepInterrupted as stop:
             outcome.interrupted, outcome.exit_code = str(stop), 128 + stop.signum
-            outcome.interrupted_in = clock.last_started
+            outcome.interrupted_in = clock.raised_in if clock.raised is stop else ""
     _view = None
     _print_summary(outcome, time.time() - t_start)
     if clock.seconds:
