@@ -470,3 +470,14 @@ def test_survives_a_tracking_server_restart(tmp_path):
         for proc in servers:
             stop(proc)
         log.close()
+
+
+def test_a_run_shorter_than_one_sampling_interval_still_logs_system_metrics(tmp_path):
+    """MLflow publishes system metrics only after a whole sampling interval (5 s here): a 1 s run would
+    have none; RunLogger publishes the first collected sample when the run ends."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp = mt.ensure_experiment(uri, "short-runs")
+    with mt.RunLogger(uri, exp, "short", {}, system_metrics=True) as run:
+        time.sleep(1.0)
+    metrics = MlflowClient(uri).get_run(run.run_id).data.metrics
+    assert any(k.startswith("system/cpu") for k in metrics), sorted(metrics)

@@ -332,6 +332,22 @@ def _system_metrics_monitor(uri: str, run_id: str):
     return monitor
 
 
+def _finish_monitor(monitor) -> None:
+    """Stop the monitor; its last samples go in before the run ends. MLflow publishes a sample only once a
+    whole sampling interval has passed, so a run shorter than that (a 1-epoch trial, a cached rerun of a
+    fast one) would log no system metrics at all: its first collected sample is published here."""
+    monitor.finish()
+    if getattr(monitor, "_logging_step", 1) != 0:
+        return
+    try:
+        sample = monitor.aggregate_metrics()
+        if sample:
+            monitor.publish_metrics(sample)
+            monitor.mlflow_logger.flush()
+    except Exception as err:  # noqa: BLE001 - system metrics are a convenience: never fail the run for them
+        logging.getLogger(__name__).debug("system metrics: last sample not logged (%s)", err)
+
+
 # ---- one run ------------------------------------------------------------------------------------
 
 
@@ -472,7 +488,7 @@ class RunLogger:
             return
         self._closed = True
         if self._monitor is not None:
-            self._monitor.finish()  # its last samples go in before the run ends
+            _finish_monitor(self._monitor)
         try:
             self.flush()
         except BaseException:
