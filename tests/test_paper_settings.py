@@ -41,7 +41,7 @@ def paper_on_cpu(tmp: Path):
     d["training"]["epochs"] = d["distill"]["rep_epochs"] = 1
     d["features"].update(device="cpu", cache_dir=str(tmp / "cache"))
     d["features"]["weights"]["require_pretrained"] = False
-    d["grid"].update(ks=[0.2], losses=["rep+ce"], seeds=[0], blind=False)
+    d["grid"].update(ks=[0.2], losses=["rep+ce"], seeds=[0], blind=False, modality_teachers=False)
     d["grid"]["timing"]["enabled"] = False
     d["tracking"] = {"uri": f"sqlite:///{tmp / 'mlflow.db'}", "experiment": None}
     d["runs_dir"] = str(tmp / "runs")
@@ -82,6 +82,7 @@ def test_paper_settings_teacher_and_student_on_cpu(tmp_path):
     from avkd.features.extract import extract_variants
     from avkd.models.captioner import load_checkpoint
     from avkd.sweep import driver
+    from avkd.sweep.inputs import build_inputs
     from avkd.sweep.plan import SweepContext, plan_trials
     from avkd.sweep.trial import run_trial
     from trackers import mlflow_tracker as mt
@@ -99,7 +100,8 @@ def test_paper_settings_teacher_and_student_on_cpu(tmp_path):
     uri = mt.resolve_tracking_uri(cfg.tracking.uri)
     exp_id = mt.ensure_experiment(uri, cfg.name)
     work = tmp_path / "runs" / cfg.name
-    inputs_file, latents = driver._write_trial_inputs(cfg, dataset, tables, work)
+    # The trials' inputs as the driver builds them (a SweepInputs: fetch() takes it without Ray).
+    sweep_inputs = build_inputs(dataset, cfg.dataset.min_count, tables, driver._stored_attributes(cfg))
     tags = schema.weights_tags(tables[1.0].weights)
     with mt.RunLogger(
         uri, exp_id, "sweep-paper-cpu", {schema.ROLE: "sweep", schema.SWEEP: cfg.name, **tags}, cfg.flat()
@@ -111,8 +113,7 @@ def test_paper_settings_teacher_and_student_on_cpu(tmp_path):
             tracking_uri=uri,
             experiment_id=exp_id,
             parent_run_id=parent.run_id,
-            inputs_file=str(inputs_file),
-            latents=latents,
+            inputs=sweep_inputs,
             trials_dir=str(work / "trials"),
             cpus_per_trial=cfg.resources.cpu,
             weights=tags[schema.WEIGHTS],
@@ -133,7 +134,9 @@ def test_paper_settings_teacher_and_student_on_cpu(tmp_path):
         run = client.get_run(report["run_id"])
         assert run.info.status == "FINISHED", role
         assert run.data.metrics[schema.TEST_SCORE] >= 0.0
-    model, _, _ = load_checkpoint(work / "trials" / student.config_hash / "best.pt", "cpu")
+    # Checkpoints live in the tracking store (a trial writes nothing on the driver's disk).
+    best = client.download_artifacts(results["student"]["run_id"], "checkpoint/best.pt", str(tmp_path))
+    model, _, _ = load_checkpoint(Path(best), "cpu")
     assert model.decoder.config["latent_dim"] == 2048 + 512 and model.decoder.config["hidden"] == 2576
     assert model.decoder.config["embed_dim"] == 2576
 

@@ -76,7 +76,7 @@ def test_worker_node_lost_mid_sweep(tiny_corpus, tmp_path, tmp_path_factory, mon
         assert list(retried.values())[0] in (["FINISHED", "KILLED"], ["FAILED", "FINISHED"])
         rerun = next(r for rs in by_config.values() if len(rs) > 1 for r in rs if r.info.status == "FINISHED")
         assert rerun.info.start_time / 1000 > removed_at, "the lost trial's FINISHED run started before the loss"
-        assert "whose worker died were marked KILLED" in out or "FAILED" in list(retried.values())[0]
+        assert "whose worker ended were marked KILLED" in out or "FAILED" in list(retried.values())[0]
         assert (tmp_path / "reports" / "tiny" / "table1.csv").exists()
     finally:
         if sweep is not None:
